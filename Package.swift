@@ -1,0 +1,135 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Libraries linked by shimd (one process per container) must stay free of full
+// Foundation, NIO and gRPC: see docs in README "Memory budget".
+let package = Package(
+  name: "crisp",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "cri-frontd", targets: ["cri-frontd"]),
+    .executable(name: "imaged", targets: ["imaged"]),
+    .executable(name: "netd", targets: ["netd"]),
+    .executable(name: "shimd", targets: ["shimd"]),
+    .executable(name: "crisp-bench", targets: ["crisp-bench"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", exact: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", exact: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", exact: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0", traits: []),
+    .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
+    .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
+  ],
+  targets: [
+    // C libraries and the few Linux calls Glibc does not expose to Swift.
+    .systemLibrary(name: "CNNG", path: "Shared/CNNG"),
+    .systemLibrary(name: "CCap", path: "Shared/CCap"),
+    .systemLibrary(name: "CSeccomp", path: "Shared/CSeccomp"),
+    .target(name: "CCrispSys", path: "Shared/CCrispSys"),
+
+    // Foundation-free libraries (linked by shimd).
+    .target(
+      name: "CrispCore",
+      dependencies: [.product(name: "Logging", package: "swift-log")],
+      path: "Shared/CrispCore"),
+    .target(
+      name: "CrispLinux",
+      dependencies: ["CCrispSys", "CCap", "CSeccomp", "CrispCore"],
+      path: "Shared/CrispLinux"),
+    .target(
+      name: "CrispIPC",
+      dependencies: ["CNNG", "CrispCore"],
+      path: "Shared/CrispIPC"),
+    .target(
+      name: "CrispDaemon",
+      dependencies: ["CrispCore", "CrispIPC", "CrispLinux", .product(name: "Logging", package: "swift-log")],
+      path: "Shared/CrispDaemon"),
+
+    // Libraries for the singleton daemons.
+    .target(
+      name: "CrispConfig",
+      dependencies: [
+        "CrispCore", .product(name: "TOMLKit", package: "TOMLKit"), .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Shared/CrispConfig"),
+    .target(
+      name: "CRIAPI",
+      dependencies: [
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      path: "Shared/CRIAPI",
+      exclude: ["api.proto", "LICENSE"]),
+
+    // The daemons.
+    .executableTarget(
+      name: "cri-frontd",
+      dependencies: [
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Services/cri-frontd"),
+    .executableTarget(
+      name: "imaged",
+      dependencies: [
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Services/imaged"),
+    .executableTarget(
+      name: "netd",
+      dependencies: [
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Services/netd"),
+    .executableTarget(
+      name: "shimd",
+      dependencies: [
+        "CrispCore", "CrispIPC", "CrispDaemon",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Services/shimd"),
+
+    .executableTarget(
+      name: "crisp-bench",
+      dependencies: [
+        "CrispCore", "CrispIPC", "CRIAPI",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "bench/crisp-bench"),
+
+    .testTarget(
+      name: "CrispIPCTests",
+      dependencies: ["CrispIPC", "CrispCore", "CNNG"],
+      path: "Tests/CrispIPCTests"),
+    .testTarget(
+      name: "CrispConfigTests",
+      dependencies: ["CrispConfig", "CrispCore"],
+      path: "Tests/CrispConfigTests"),
+    .testTarget(
+      name: "CrispLinuxTests",
+      dependencies: ["CrispLinux", "CCrispSys"],
+      path: "Tests/CrispLinuxTests"),
+    .testTarget(
+      name: "EndToEndTests",
+      dependencies: [
+        "CrispCore", "CrispIPC", "CRIAPI",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      ],
+      path: "Tests/EndToEndTests"),
+  ],
+  swiftLanguageModes: [.v6]
+)

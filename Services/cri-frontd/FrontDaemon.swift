@@ -1,0 +1,66 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import CrispConfig
+import CrispCore
+import CrispDaemon
+import CrispLinux
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+
+/// Start-up and shutdown of cri-frontd.
+enum FrontDaemon {
+  static func run(configPath: String?, logLevel: String?) async throws {
+    let signals = TerminationSignals()
+    let (config, logger) = try DaemonStartup.load(daemon: .frontd, configPath: configPath, logLevel: logLevel)
+    let paths = config.paths
+    let socketPath = config.criSocketPath
+
+    // One frontd per run_root: a second one must not steal the socket of a live one.
+    let lock: FileLock
+    do {
+      lock = try FileLock(path: paths.frontdLock)
+    } catch {
+      throw CrispError(.alreadyExists, "another cri-frontd is running for \(paths.runRoot): \(error.message)")
+    }
+    defer { lock.release() }
+
+    var group: gid_t? = nil
+    if !config.frontd.socketGroup.isEmpty {
+      guard let entry = getgrnam(config.frontd.socketGroup) else {
+        throw CrispError(.invalidArgument, "frontd.socket_group: no such group \(config.frontd.socketGroup)")
+      }
+      group = entry.pointee.gr_gid
+    }
+    if let slash = socketPath.lastIndex(of: "/"), slash != socketPath.startIndex {
+      try makeDirectories(String(socketPath[..<slash]), mode: 0o711)
+    }
+    let fd = try UnixSocket.listen(path: socketPath, mode: 0o660, group: group)
+    defer { unlink(socketPath) }
+
+    let peers = try DaemonPeers(config: config)
+    let server = GRPCServer(
+      transport: .http2NIOPosix(listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext),
+      services: [
+        RuntimeService(peers: peers, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
+          identity: DaemonIdentity(name: "cri-frontd"), logger: logger),
+        ImageService(peers: peers, logger: logger),
+      ])
+
+    try await withThrowingDiscardingTaskGroup { tasks in
+      tasks.addTask { try await server.serve() }
+      tasks.addTask {
+        let signo = await signals.wait()
+        logger.info("shutting down", metadata: ["signal": "\(signo)"])
+        SystemdNotify.send("STOPPING=1")
+        server.beginGracefulShutdown()
+      }
+      _ = try await server.listeningAddress
+      logger.info(
+        "serving the CRI", metadata: ["socket": "\(socketPath)", "version": "\(CrispVersion.string)"])
+      SystemdNotify.send("READY=1")
+    }
+    peers.close()
+  }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import CrispConfig
+import CrispCore
+import CrispDaemon
+import CrispIPC
+import Logging
+
+/// imaged: pulls, stores and unpacks images and prepares container root filesystems.
+/// It never touches network namespaces, pods or processes.
+@main
+struct ImagedCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "imaged",
+    abstract: "crisp's image daemon: registry pulls, content store, layer unpacking.",
+    version: CrispVersion.string)
+
+  @Option(help: "Configuration file (default \(CrispConfig.defaultPath)).")
+  var config: String?
+
+  @Option(help: "Log level, overriding the configuration.")
+  var logLevel: String?
+
+  func run() async throws {
+    let signals = TerminationSignals()
+    let (config, logger) = try DaemonStartup.load(daemon: .imaged, configPath: self.config, logLevel: logLevel)
+    let paths = config.paths
+    try makeDirectories(paths.imagesDir, mode: 0o700)
+
+    let identity = DaemonIdentity(name: "imaged")
+    var router = IPCRouter()
+    router.register(Health.self) { _ in identity.health() }
+
+    let address = CrispPaths.ipcAddress(paths.imagedSocket)
+    let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)
+    logger.info("imaged serving", metadata: ["socket": "\(address)", "version": "\(CrispVersion.string)"])
+    await serveUntilTerminated(server, signals: signals, logger: logger)
+  }
+}

@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import CrispCore
+import Logging
+import TOMLKit
+
+/// A configuration file that cannot be used, with the file, the key and the reason.
+public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
+  public let file: String
+  public let key: String?
+  public let reason: String
+
+  public var description: String {
+    if let key { return "\(file): key '\(key)': \(reason)" }
+    return "\(file): \(reason)"
+  }
+}
+
+extension CrispConfig {
+  /// Loads a file. A missing file at the default path means defaults; a missing file
+  /// named explicitly is an error.
+  public static func load(path: String?) throws(ConfigError) -> CrispConfig {
+    let file = path ?? defaultPath
+    guard let text = readFile(file) else {
+      if path == nil && errno == ENOENT { return CrispConfig() }
+      throw ConfigError(file: file, key: nil, reason: "cannot read: \(String(cString: strerror(errno)))")
+    }
+    return try parse(text, file: file)
+  }
+
+  /// Parses TOML text strictly: unknown keys, wrong types and invalid values are refused.
+  public static func parse(_ text: String, file: String = "<config>") throws(ConfigError) -> CrispConfig {
+    let table: TOMLTable
+    do {
+      table = try TOMLTable(string: text)
+    } catch let error as TOMLParseError {
+      throw ConfigError(
+        file: file, key: nil,
+        reason: "line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+    } catch {
+      throw ConfigError(file: file, key: nil, reason: "\(error)")
+    }
+    var config = CrispConfig()
+    var top = TableReader(table: table, prefix: "", file: file)
+    try top.string("root", into: &config.root, check: absolutePath)
+    try top.string("run_root", into: &config.runRoot, check: absolutePath)
+    try top.string("log_level", into: &config.logLevel, check: logLevelName)
+
+    if var ipc = try top.subtable("ipc") {
+      try ipc.int("request_timeout_ms", into: &config.ipc.requestTimeoutMs, range: 1...3_600_000)
+      try ipc.int("health_timeout_ms", into: &config.ipc.healthTimeoutMs, range: 1...60_000)
+      try ipc.int("server_workers", into: &config.ipc.serverWorkers, range: 1...1024)
+      try ipc.finish()
+    }
+    if var frontd = try top.subtable("frontd") {
+      try frontd.string("listen", into: &config.frontd.listen, check: optionalAbsolutePath)
+      try frontd.string("socket_group", into: &config.frontd.socketGroup, check: groupName)
+      try frontd.string("log_level", into: &config.frontd.logLevel, check: optionalLogLevelName)
+      try frontd.finish()
+    }
+    if var imaged = try top.subtable("imaged") {
+      try imaged.string("log_level", into: &config.imaged.logLevel, check: optionalLogLevelName)
+      try imaged.finish()
+    }
+    if var netd = try top.subtable("netd") {
+      try netd.string("cni_config_dir", into: &config.netd.cniConfigDir, check: absolutePath)
+      try netd.strings("cni_plugin_dirs", into: &config.netd.cniPluginDirs, check: absolutePath)
+      try netd.string("log_level", into: &config.netd.logLevel, check: optionalLogLevelName)
+      try netd.finish()
+    }
+    if var shimd = try top.subtable("shimd") {
+      try shimd.string("log_level", into: &config.shimd.logLevel, check: optionalLogLevelName)
+      try shimd.finish()
+    }
+    try top.finish()
+    return config
+  }
+
+  private static func readFile(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+    while true {
+      let n = fread(&buffer, 1, buffer.count, file)
+      if n > 0 { bytes += buffer[0..<n] }
+      if n < buffer.count {
+        if ferror(file) != 0 { return nil }
+        break
+      }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+  }
+}
+
+// Value checks: each returns the reason a value is refused, or nil.
+private func absolutePath(_ value: String) -> String? {
+  value.hasPrefix("/") ? nil : "must be an absolute path, got \"\(value)\""
+}
+private func optionalAbsolutePath(_ value: String) -> String? {
+  value.isEmpty ? nil : absolutePath(value)
+}
+private func logLevelName(_ value: String) -> String? {
+  Logger.Level(configName: value) == nil
+    ? "unknown log level \"\(value)\" (trace, debug, info, notice, warning, error, critical)" : nil
+}
+private func optionalLogLevelName(_ value: String) -> String? {
+  value.isEmpty ? nil : logLevelName(value)
+}
+private func groupName(_ value: String) -> String? {
+  if value.isEmpty { return nil }
+  return getgrnam(value) == nil ? "no such group \"\(value)\"" : nil
+}
+
+/// Reads the keys of one TOML table, remembering which were used so that `finish()`
+/// can refuse the rest by name.
+private struct TableReader {
+  let table: TOMLTable
+  let prefix: String
+  let file: String
+  var used: Set<String> = []
+
+  init(table: TOMLTable, prefix: String, file: String) {
+    self.table = table
+    self.prefix = prefix
+    self.file = file
+  }
+
+  func fullKey(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
+
+  func fail(_ key: String, _ reason: String) -> ConfigError {
+    ConfigError(file: file, key: fullKey(key), reason: reason)
+  }
+
+  mutating func value(_ key: String) -> TOMLValueConvertible? {
+    used.insert(key)
+    return table[key]
+  }
+
+  mutating func string(_ key: String, into target: inout String, check: (String) -> String?) throws(ConfigError) {
+    guard let value = value(key) else { return }
+    guard let string = value.string else { throw fail(key, "expected a string, found \(value.type)") }
+    if let reason = check(string) { throw fail(key, reason) }
+    target = string
+  }
+
+  mutating func strings(_ key: String, into target: inout [String], check: (String) -> String?) throws(ConfigError) {
+    guard let value = value(key) else { return }
+    guard let array = value.array else { throw fail(key, "expected an array of strings, found \(value.type)") }
+    var result: [String] = []
+    for (index, element) in array.enumerated() {
+      guard let string = element.string else {
+        throw fail(key, "element \(index) must be a string, found \(element.type)")
+      }
+      if let reason = check(string) { throw fail(key, "element \(index): \(reason)") }
+      result.append(string)
+    }
+    target = result
+  }
+
+  mutating func int(_ key: String, into target: inout Int, range: ClosedRange<Int>) throws(ConfigError) {
+    guard let value = value(key) else { return }
+    guard let int = value.int else { throw fail(key, "expected an integer, found \(value.type)") }
+    guard range.contains(int) else {
+      throw fail(key, "\(int) is out of range \(range.lowerBound)...\(range.upperBound)")
+    }
+    target = int
+  }
+
+  mutating func subtable(_ key: String) throws(ConfigError) -> TableReader? {
+    guard let value = value(key) else { return nil }
+    guard let table = value.table else { throw fail(key, "expected a table [\(fullKey(key))], found \(value.type)") }
+    return TableReader(table: table, prefix: fullKey(key), file: file)
+  }
+
+  func finish() throws(ConfigError) {
+    for key in table.keys.sorted() where !used.contains(key) {
+      throw fail(key, "unknown key")
+    }
+  }
+}

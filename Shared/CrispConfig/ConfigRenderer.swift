@@ -1,0 +1,78 @@
+extension CrispConfig {
+  /// The configuration as commented TOML, as `crio config` prints it: every option,
+  /// its meaning and its value. `CrispConfig.parse(render())` gives back the same value.
+  public func renderTOML() -> String {
+    var out = """
+      # crisp configuration (/etc/crisp/crisp.toml).
+      # Printed by `cri-frontd config`; every option is shown with its value.
+      # Unknown keys and wrong types are refused at start.
+
+      # Persistent state: image store, metadata database, CNI result cache.
+      root = \(quote(root))
+
+      # Runtime state cleared by a reboot: sockets, pinned namespaces, container bundles.
+      run_root = \(quote(runRoot))
+
+      # Log level of every daemon: trace, debug, info, notice, warning, error, critical.
+      # Each daemon's table may override it with its own log_level.
+      log_level = \(quote(logLevel))
+
+      # Messages between the daemons (NNG, ipc:// sockets under run_root, mode 0600).
+      [ipc]
+      # Deadline of a request from one daemon to another, in milliseconds.
+      request_timeout_ms = \(ipc.requestTimeoutMs)
+      # Deadline of the health requests behind the CRI Status call, in milliseconds.
+      health_timeout_ms = \(ipc.healthTimeoutMs)
+      # Requests each daemon serves at once.
+      server_workers = \(ipc.serverWorkers)
+
+      # cri-frontd: the CRI gRPC server kubelet talks to.
+      [frontd]
+      # The CRI socket; empty means "<run_root>/crisp.sock".
+      listen = \(quote(frontd.listen))
+      # Unix group that owns the CRI socket (mode 0660); empty keeps root's group.
+      socket_group = \(quote(frontd.socketGroup))
+      log_level = \(quote(frontd.logLevel))
+
+      # imaged: pulls, stores and unpacks images.
+      [imaged]
+      log_level = \(quote(imaged.logLevel))
+
+      # netd: pod network namespaces and CNI plugins.
+      [netd]
+      # CNI network configurations (.conflist, .conf, .json); the first in lexical order is used.
+      cni_config_dir = \(quote(netd.cniConfigDir))
+      # Directories searched for CNI plugin executables, in order.
+      cni_plugin_dirs = [\(netd.cniPluginDirs.map(quote).joined(separator: ", "))]
+      log_level = \(quote(netd.logLevel))
+
+      # shimd: one monitor process per container.
+      [shimd]
+      log_level = \(quote(shimd.logLevel))
+
+      """
+    if !out.hasSuffix("\n") { out += "\n" }
+    return out
+  }
+}
+
+/// A TOML basic string.
+private func quote(_ value: String) -> String {
+  var out = "\""
+  for scalar in value.unicodeScalars {
+    switch scalar {
+    case "\"": out += "\\\""
+    case "\\": out += "\\\\"
+    case "\n": out += "\\n"
+    case "\t": out += "\\t"
+    default:
+      if scalar.value < 0x20 || scalar.value == 0x7f {
+        let hex = String(scalar.value, radix: 16)
+        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+      } else {
+        out.unicodeScalars.append(scalar)
+      }
+    }
+  }
+  return out + "\""
+}

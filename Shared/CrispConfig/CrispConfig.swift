@@ -1,0 +1,84 @@
+import CrispCore
+import Logging
+
+/// crisp's configuration, mirrored 1:1 by `/etc/crisp/crisp.toml`: top-level keys
+/// for what all daemons share, one table per daemon. Every option has a default that
+/// works on a stock Debian node, so an absent file means "all defaults".
+public struct CrispConfig: Sendable, Equatable {
+  public static let defaultPath = "/etc/crisp/crisp.toml"
+
+  /// Persistent state: image store, metadata database, CNI result cache.
+  public var root = "/var/lib/crisp"
+  /// Runtime state cleared by a reboot: sockets, pinned namespaces, container bundles.
+  public var runRoot = "/run/crisp"
+  /// trace, debug, info, notice, warning, error or critical.
+  public var logLevel = "info"
+
+  public var ipc = IPC()
+  public var frontd = Frontd()
+  public var imaged = Imaged()
+  public var netd = Netd()
+  public var shimd = Shimd()
+
+  public struct IPC: Sendable, Equatable {
+    /// Deadline of a request from one daemon to another, in milliseconds.
+    public var requestTimeoutMs = 5_000
+    /// Deadline of the health requests behind the CRI `Status` call, in milliseconds.
+    public var healthTimeoutMs = 1_000
+    /// Requests each daemon serves at once.
+    public var serverWorkers = 32
+    public init() {}
+  }
+
+  public struct Frontd: Sendable, Equatable {
+    /// The CRI socket kubelet dials; empty means `<run_root>/crisp.sock`.
+    public var listen = ""
+    /// Unix group given the CRI socket (mode 0660); empty keeps root's group.
+    public var socketGroup = ""
+    /// Overrides the top-level log_level for this daemon when not empty.
+    public var logLevel = ""
+    public init() {}
+  }
+
+  public struct Imaged: Sendable, Equatable {
+    public var logLevel = ""
+    public init() {}
+  }
+
+  public struct Netd: Sendable, Equatable {
+    /// Where CNI network configurations are read from (first file in lexical order).
+    public var cniConfigDir = "/etc/cni/net.d"
+    /// Where CNI plugin executables are looked for, in order.
+    public var cniPluginDirs = ["/usr/lib/cni", "/opt/cni/bin"]
+    public var logLevel = ""
+    public init() {}
+  }
+
+  public struct Shimd: Sendable, Equatable {
+    public var logLevel = ""
+    public init() {}
+  }
+
+  public init() {}
+
+  public var paths: CrispPaths { CrispPaths(root: root, runRoot: runRoot) }
+
+  public var criSocketPath: String { frontd.listen.isEmpty ? paths.criSocket : frontd.listen }
+
+  /// The level a daemon logs at: its own override, else the global one.
+  public func logLevel(for daemon: Daemon) -> Logger.Level {
+    let own: String =
+      switch daemon {
+      case .frontd: frontd.logLevel
+      case .imaged: imaged.logLevel
+      case .netd: netd.logLevel
+      case .shimd: shimd.logLevel
+      }
+    return Logger.Level(configName: own.isEmpty ? logLevel : own) ?? .info
+  }
+
+  public enum Daemon: String, Sendable {
+    case frontd = "cri-frontd"
+    case imaged, netd, shimd
+  }
+}

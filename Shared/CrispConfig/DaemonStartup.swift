@@ -1,0 +1,31 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import CrispCore
+import Logging
+
+/// The first steps of every singleton daemon: read the config (refusing a bad file
+/// with its path, key and reason), set up logging, create the roots.
+public enum DaemonStartup {
+  public static func load(
+    daemon: CrispConfig.Daemon, configPath: String?, logLevel: String?
+  ) throws(CrispError) -> (CrispConfig, Logger) {
+    let config: CrispConfig
+    do {
+      config = try CrispConfig.load(path: configPath)
+    } catch {
+      throw CrispError(.invalidArgument, "invalid configuration: \(error)")
+    }
+    var level = config.logLevel(for: daemon)
+    if let logLevel {
+      guard let parsed = Logger.Level(configName: logLevel) else {
+        throw CrispError(.invalidArgument, "--log-level: unknown level \"\(logLevel)\"")
+      }
+      level = parsed
+    }
+    let logger = CrispLogging.bootstrap(daemon: daemon.rawValue, level: level)
+    try makeDirectories(config.runRoot, mode: 0o711)
+    try makeDirectories(config.root, mode: 0o711)
+    return (config, logger)
+  }
+}

@@ -1,0 +1,13 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Wall-clock and monotonic readings without Foundation (shimd links this).
+public enum WallClock {
+  /// Nanoseconds since the Unix epoch, the unit CRI uses for timestamps.
+  public static func nowNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+  }
+}

@@ -1,0 +1,32 @@
+/// Every file and socket crisp uses, derived from the two configurable roots, so a
+/// whole instance (tests, `make run`) can live under a temporary directory.
+public struct CrispPaths: Sendable, Equatable {
+  /// Persistent state (`/var/lib/crisp`).
+  public var root: String
+  /// Runtime state that a reboot clears (`/run/crisp`).
+  public var runRoot: String
+
+  public init(root: String, runRoot: String) {
+    self.root = root
+    self.runRoot = runRoot
+  }
+
+  public var criSocket: String { runRoot + "/crisp.sock" }
+  public var frontdLock: String { runRoot + "/cri-frontd.lock" }
+  public var imagedSocket: String { runRoot + "/imaged.ipc" }
+  public var netdSocket: String { runRoot + "/netd.ipc" }
+  public var eventsSocket: String { runRoot + "/events.ipc" }
+  public var shimsDir: String { runRoot + "/shims" }
+  public var namespacesDir: String { runRoot + "/ns" }
+  public var containersDir: String { runRoot + "/containers" }
+
+  public var database: String { root + "/crisp.db" }
+  public var imagesDir: String { root + "/images" }
+  public var cniCacheDir: String { root + "/cni" }
+
+  public func shimSocket(containerID: String) -> String { shimsDir + "/" + containerID + ".ipc" }
+
+  /// NNG address of a socket path.
+  public static func ipcAddress(_ path: String) -> String { "ipc://" + path }
+}
+

@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import CNNG
+import CrispCore
+import Synchronization
+
+/// Calls one daemon over a REQ socket. Each call gets its own context, so calls from
+/// many tasks run at once; each has a deadline, and a daemon that is down or gone
+/// yields `CrispError(.unavailable)` naming it once the deadline passes. NNG keeps
+/// redialling, so the client recovers by itself when the daemon comes back.
+public final class IPCClient: Sendable {
+  public let peer: String
+  public let address: String
+  public let defaultTimeoutMs: Int32
+  private let socket: NNGSocket
+  private let pipes: PipeCounter
+
+  /// Counts live connections (NNG pipes), so an error can tell "down" from "slow".
+  final class PipeCounter: Sendable {
+    let count = Atomic<Int>(0)
+  }
+
+  public init(peer: String, address: String, defaultTimeoutMs: Int32 = 5_000) throws(NNGError) {
+    self.peer = peer
+    self.address = address
+    self.defaultTimeoutMs = defaultTimeoutMs
+    socket = try NNGSocket(.req)
+    pipes = PipeCounter()
+    let arg = Unmanaged.passUnretained(pipes).toOpaque()
+    do {
+      try nngCheck(
+        nng_pipe_notify(socket.raw, NNG_PIPE_EV_ADD_POST, { _, _, arg in
+          Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue().count.add(1, ordering: .relaxed)
+        }, arg), "watch connections")
+      try nngCheck(
+        nng_pipe_notify(socket.raw, NNG_PIPE_EV_REM_POST, { _, _, arg in
+          Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue().count.subtract(1, ordering: .relaxed)
+        }, arg), "watch connections")
+      // A restarted daemon is found again within half a second.
+      try socket.setDuration(NNG_OPT_RECONNMINT, milliseconds: 20)
+      try socket.setDuration(NNG_OPT_RECONNMAXT, milliseconds: 500)
+      try socket.dial(address)
+    } catch {
+      socket.close()
+      throw error
+    }
+  }
+
+  deinit {
+    socket.close()
+  }
+
+  public var isConnected: Bool { pipes.count.load(ordering: .relaxed) > 0 }
+
+  public func close() {
+    socket.close()
+  }
+
+  public func call<M: IPCMethod>(
+    _ method: M.Type, _ request: M.Request, timeoutMs: Int32? = nil
+  ) async throws(CrispError) -> M.Response {
+    let bytes: [UInt8]
+    do {
+      bytes = try WireCodec.encode(RequestEnvelope(method: M.name, params: request))
+    } catch {
+      throw CrispError(.internal, "cannot encode \(M.name) request: \(error)")
+    }
+    let reply = try await roundTrip(bytes, method: M.name, timeoutMs: timeoutMs ?? defaultTimeoutMs)
+    return try Self.decodeReply(M.Response.self, reply, method: M.name, peer: peer)
+  }
+
+  public func call<M: IPCMethod>(_ method: M.Type, timeoutMs: Int32? = nil) async throws(CrispError) -> M.Response
+  where M.Request == Empty {
+    try await call(method, Empty(), timeoutMs: timeoutMs)
+  }
+
+  /// Sends raw bytes and returns the raw reply: for tests and debugging tools.
+  public func roundTrip(_ bytes: [UInt8], method: String, timeoutMs: Int32) async throws(CrispError) -> [UInt8] {
+    let start = Self.monotonicMs()
+    let ctx: NNGContext
+    let aio: AsyncAIO
+    do {
+      ctx = try NNGContext(socket)
+    } catch {
+      throw CrispError(.unavailable, "\(peer) client at \(address) is closed: \(error)")
+    }
+    defer { ctx.close() }
+    do {
+      aio = try AsyncAIO()
+    } catch {
+      throw CrispError(.resourceExhausted, "cannot call \(peer): \(error)")
+    }
+    defer { aio.free() }
+
+    let message: OpaquePointer
+    do {
+      message = try NNGMessage.make(bytes)
+    } catch {
+      throw CrispError(.resourceExhausted, "cannot call \(peer): \(error)")
+    }
+    nng_aio_set_msg(aio.aio, message)
+    let sent = await aio.perform(timeoutMs: timeoutMs) { nng_ctx_send(ctx.raw, $0) }
+    if sent != 0 {
+      if let unsent = aio.takeMessage() { nng_msg_free(unsent) }
+      throw failure(sent, method: method, timeoutMs: timeoutMs)
+    }
+    let remaining = max(1, timeoutMs - Int32(clamping: Self.monotonicMs() - start))
+    let received = await aio.perform(timeoutMs: remaining) { nng_ctx_recv(ctx.raw, $0) }
+    if received != 0 {
+      throw failure(received, method: method, timeoutMs: timeoutMs)
+    }
+    guard let reply = aio.takeMessage() else {
+      throw CrispError(.internal, "\(peer) answered \(method) with no message")
+    }
+    return NNGMessage.take(reply)
+  }
+
+  private func failure(_ code: Int32, method: String, timeoutMs: Int32) -> CrispError {
+    let error = NNGError(code, method)
+    if error.isCanceled {
+      return CrispError(.deadlineExceeded, "call \(method) to \(peer) was cancelled")
+    }
+    if error.isTimeout {
+      if isConnected {
+        return CrispError(
+          .deadlineExceeded, "\(peer) did not answer \(method) within \(timeoutMs) ms (at \(address))")
+      }
+      return CrispError(
+        .unavailable, "\(peer) is not reachable at \(address) (no answer to \(method) within \(timeoutMs) ms; is \(peer) running?)")
+    }
+    return CrispError(.unavailable, "cannot reach \(peer) at \(address): \(error)")
+  }
+
+  static func decodeReply<R: Codable>(_ type: R.Type, _ bytes: [UInt8], method: String, peer: String)
+    throws(CrispError) -> R
+  {
+    let header: ReplyHeader
+    do {
+      header = try WireCodec.decode(ReplyHeader.self, from: bytes)
+    } catch {
+      throw CrispError(.internal, "undecodable reply from \(peer) to \(method): \(WireCodec.describe(error))")
+    }
+    guard header.v == IPCProtocol.version else {
+      throw CrispError(
+        .failedPrecondition,
+        "\(peer) speaks IPC protocol version \(header.v.map(String.init) ?? "none"), crisp speaks \(IPCProtocol.version)")
+    }
+    if let error = header.error {
+      let code = CrispError.Code(rawValue: error.code) ?? .internal
+      throw CrispError(code, error.message)
+    }
+    do {
+      guard let result = try WireCodec.decode(ReplyEnvelope<R>.self, from: bytes).result else {
+        throw CrispError(.internal, "reply from \(peer) to \(method) has neither result nor error")
+      }
+      return result
+    } catch let error as CrispError {
+      throw error
+    } catch {
+      throw CrispError(.internal, "undecodable reply from \(peer) to \(method): \(WireCodec.describe(error))")
+    }
+  }
+
+  static func monotonicMs() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+  }
+}

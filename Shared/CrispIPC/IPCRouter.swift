@@ -1,0 +1,78 @@
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+import CrispCore
+
+/// Maps method names to handlers. `handle` turns any request bytes into reply bytes
+/// and never throws or traps: unknown versions, unknown methods, undecodable bytes
+/// and handler failures all become error replies.
+public struct IPCRouter: Sendable {
+  typealias RawHandler = @Sendable ([UInt8]) async -> [UInt8]
+  private var handlers: [String: RawHandler] = [:]
+
+  public init() {
+    register(Ping.self) { request in Ping.Response(payload: request.payload) }
+  }
+
+  public var methods: [String] { handlers.keys.sorted() }
+
+  public mutating func register<M: IPCMethod>(
+    _ method: M.Type, handler: @escaping @Sendable (M.Request) async throws -> M.Response
+  ) {
+    handlers[M.name] = { bytes in
+      let request: M.Request
+      do {
+        let decoded = try WireCodec.decode(RequestParams<M.Request>.self, from: bytes)
+        if let params = decoded.params {
+          request = params
+        } else {
+          request = try WireCodec.decode(M.Request.self, from: Array("{}".utf8))
+        }
+      } catch {
+        return WireCodec.errorReply(
+          CrispError(.invalidArgument, "bad params for \(M.name): \(WireCodec.describe(error))"))
+      }
+      do {
+        let response = try await handler(request)
+        return try WireCodec.encode(ReplyEnvelope(result: response, error: nil))
+      } catch let error as CrispError {
+        return WireCodec.errorReply(error)
+      } catch {
+        return WireCodec.errorReply(CrispError(.internal, "\(M.name) failed: \(error)"))
+      }
+    }
+  }
+
+  public func handle(_ bytes: [UInt8]) async -> [UInt8] {
+    guard bytes.count <= IPCProtocol.maxMessageBytes else {
+      return WireCodec.errorReply(
+        CrispError(.invalidArgument, "request of \(bytes.count) bytes exceeds \(IPCProtocol.maxMessageBytes)"))
+    }
+    let header: RequestHeader
+    do {
+      header = try WireCodec.decode(RequestHeader.self, from: bytes)
+    } catch {
+      return WireCodec.errorReply(
+        CrispError(.invalidArgument, "undecodable request: \(WireCodec.describe(error))"))
+    }
+    guard let version = header.v else {
+      return WireCodec.errorReply(CrispError(.invalidArgument, "request has no protocol version field 'v'"))
+    }
+    guard version == IPCProtocol.version else {
+      return WireCodec.errorReply(
+        CrispError(
+          .failedPrecondition,
+          "unsupported IPC protocol version \(version): this daemon speaks version \(IPCProtocol.version)"))
+    }
+    guard let method = header.method else {
+      return WireCodec.errorReply(CrispError(.invalidArgument, "request has no 'method' field"))
+    }
+    guard let handler = handlers[method] else {
+      return WireCodec.errorReply(
+        CrispError(.unimplemented, "unknown method '\(method)' (known: \(methods.joined(separator: ", ")))"))
+    }
+    return await handler(bytes)
+  }
+}

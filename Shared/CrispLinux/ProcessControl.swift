@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import CCrispSys
+import CrispCore
+
+/// prctl and friends that Glibc's Swift overlay hides.
+public enum ProcessControl {
+  /// Orphaned descendants are re-parented to this process (shimd reaps its container).
+  public static func setChildSubreaper(_ on: Bool = true) throws(CrispError) {
+    guard crisp_set_child_subreaper(on ? 1 : 0) == 0 else { throw lastError("PR_SET_CHILD_SUBREAPER") }
+  }
+
+  public static func isChildSubreaper() throws(CrispError) -> Bool {
+    var on: Int32 = 0
+    guard crisp_get_child_subreaper(&on) == 0 else { throw lastError("PR_GET_CHILD_SUBREAPER") }
+    return on != 0
+  }
+
+  public static func setNoNewPrivileges() throws(CrispError) {
+    guard crisp_set_no_new_privs() == 0 else { throw lastError("PR_SET_NO_NEW_PRIVS") }
+  }
+
+  public static var noNewPrivileges: Bool { crisp_get_no_new_privs() == 1 }
+
+  /// A pipe whose both ends close on exec.
+  public static func pipe() throws(CrispError) -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [-1, -1]
+    guard crisp_pipe2_cloexec(&fds) == 0 else { throw lastError("pipe2") }
+    return (fds[0], fds[1])
+  }
+
+  static func lastError(_ call: String) -> CrispError {
+    CrispError(.internal, "\(call): \(String(cString: strerror(errno)))")
+  }
+}
