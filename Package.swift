@@ -62,7 +62,7 @@ let package = Package(
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       ],
       path: "Shared/CRIAPI",
-      exclude: ["api.proto", "LICENSE"]),
+      exclude: ["api.proto", "LICENSE", "generate-defaults.py"]),
 
     // The daemons.
     .executableTarget(
@@ -110,21 +110,22 @@ let package = Package(
       ],
       path: "bench/crisp-bench"),
 
+    .target(name: "CrispTestSupport", path: "Tests/TestSupport"),
     .testTarget(
       name: "CrispIPCTests",
-      dependencies: ["CrispIPC", "CrispCore", "CNNG"],
+      dependencies: ["CrispTestSupport", "CrispIPC", "CrispCore", "CNNG"],
       path: "Tests/CrispIPCTests"),
     .testTarget(
       name: "CrispConfigTests",
-      dependencies: ["CrispConfig", "CrispCore"],
+      dependencies: ["CrispTestSupport", "CrispConfig", "CrispCore"],
       path: "Tests/CrispConfigTests"),
     .testTarget(
       name: "CrispLinuxTests",
-      dependencies: ["CrispLinux", "CCrispSys"],
+      dependencies: ["CrispTestSupport", "CrispLinux", "CCrispSys"],
       path: "Tests/CrispLinuxTests"),
     .testTarget(
       name: "EndToEndTests",
-      dependencies: [
+      dependencies: ["CrispTestSupport", 
         "CrispCore", "CrispIPC", "CRIAPI",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),

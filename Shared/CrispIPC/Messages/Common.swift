@@ -6,6 +6,12 @@ public enum Ping: IPCMethod {
   public struct Request: Codable, Sendable, Equatable {
     public var payload: String
     public init(payload: String = "") { self.payload = payload }
+
+    // `payload` may be left out when pinging by hand.
+    public init(from decoder: any Decoder) throws {
+      let container = try decoder.container(keyedBy: CodingKeys.self)
+      payload = try container.decodeIfPresent(String.self, forKey: .payload) ?? ""
+    }
   }
   public typealias Response = Request
 }

@@ -1,0 +1,87 @@
+import CrispConfig
+import CrispTestSupport
+import Foundation
+import Testing
+
+@Suite struct ConfigTests {
+  @Test func renderedDefaultsParseBackToTheDefaults() throws {
+    let defaults = CrispConfig()
+    #expect(try CrispConfig.parse(defaults.renderTOML()) == defaults)
+  }
+
+  @Test func renderedCustomValuesRoundTrip() throws {
+    var config = CrispConfig()
+    config.root = "/srv/crisp \"quoted\""
+    config.logLevel = "debug"
+    config.ipc.requestTimeoutMs = 1234
+    config.netd.cniPluginDirs = ["/a", "/b\\c"]
+    config.frontd.listen = "/tmp/x.sock"
+    #expect(try CrispConfig.parse(config.renderTOML()) == config)
+  }
+
+  @Test func anEmptyFileMeansDefaults() throws {
+    #expect(try CrispConfig.parse("") == CrispConfig())
+  }
+
+  @Test func readsEveryKnownKey() throws {
+    let config = try CrispConfig.parse(
+      """
+      root = "/r"
+      run_root = "/rr"
+      [ipc]
+      request_timeout_ms = 10
+      [netd]
+      cni_config_dir = "/cni"
+      cni_plugin_dirs = ["/p1"]
+      log_level = "debug"
+      """)
+    #expect(config.root == "/r")
+    #expect(config.paths.criSocket == "/rr/crisp.sock")
+    #expect(config.ipc.requestTimeoutMs == 10)
+    #expect(config.netd.cniConfigDir == "/cni")
+    #expect(config.netd.cniPluginDirs == ["/p1"])
+    #expect(config.logLevel(for: .netd) == .debug)
+    #expect(config.logLevel(for: .imaged) == .info)
+  }
+
+  struct Bad: Sendable, CustomStringConvertible {
+    let toml: String
+    let key: String?
+    let reason: String
+    var description: String { toml }
+  }
+
+  @Test(arguments: [
+    Bad(toml: "rot = \"/x\"", key: "rot", reason: "unknown key"),
+    Bad(toml: "[netd]\ncni_conf_dir = \"/x\"", key: "netd.cni_conf_dir", reason: "unknown key"),
+    Bad(toml: "[imagd]\n", key: "imagd", reason: "unknown key"),
+    Bad(toml: "log_level = 3", key: "log_level", reason: "expected a string, found int"),
+    Bad(toml: "[ipc]\nrequest_timeout_ms = \"5s\"", key: "ipc.request_timeout_ms", reason: "expected an integer"),
+    Bad(toml: "[ipc]\nserver_workers = 0", key: "ipc.server_workers", reason: "out of range"),
+    Bad(toml: "root = \"relative/path\"", key: "root", reason: "absolute path"),
+    Bad(toml: "log_level = \"loud\"", key: "log_level", reason: "unknown log level"),
+    Bad(toml: "[netd]\ncni_plugin_dirs = [\"/ok\", 7]", key: "netd.cni_plugin_dirs", reason: "element 1"),
+    Bad(toml: "ipc = 5", key: "ipc", reason: "expected a table"),
+    Bad(toml: "[frontd]\nsocket_group = \"no-such-group-crisp\"", key: "frontd.socket_group", reason: "no such group"),
+    Bad(toml: "root = ", key: nil, reason: "line 1"),
+  ])
+  func refusesBadFilesNamingFileKeyAndReason(_ bad: Bad) throws {
+    let error = #expect(throws: ConfigError.self) { try CrispConfig.parse(bad.toml, file: "/etc/crisp/test.toml") }
+    #expect(error?.file == "/etc/crisp/test.toml")
+    #expect(error?.key == bad.key)
+    #expect(error?.reason.contains(bad.reason) == true, "\(error?.description ?? "")")
+    #expect(error?.description.hasPrefix("/etc/crisp/test.toml") == true)
+  }
+
+  @Test func aMissingFileNamedExplicitlyIsAnError() throws {
+    let error = #expect(throws: ConfigError.self) { try CrispConfig.load(path: "/nonexistent/crisp.toml") }
+    #expect(error?.reason.contains("No such file") == true)
+  }
+
+  @Test func loadsAFile() throws {
+    let dir = try makeTemporaryDirectory(prefix: "crisp-config")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    try "run_root = \"/tmp/rr\"\n".write(toFile: dir + "/c.toml", atomically: true, encoding: .utf8)
+    #expect(try CrispConfig.load(path: dir + "/c.toml").runRoot == "/tmp/rr")
+  }
+}

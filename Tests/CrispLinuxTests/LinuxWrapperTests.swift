@@ -1,0 +1,71 @@
+import CCrispSys
+import CrispCore
+import CrispLinux
+import CrispTestSupport
+import Foundation
+import Testing
+
+@Suite struct CapabilityTests {
+  @Test func namesRoundTrip() throws {
+    let cap = try Capability(name: "NET_ADMIN")
+    #expect(cap.description == "CAP_NET_ADMIN")
+    #expect(try Capability(name: "cap_net_admin") == cap)
+    #expect(try Capability(name: "CAP_NET_ADMIN") == cap)
+    #expect(Capability.all.count >= 38)
+  }
+
+  @Test func unknownNamesAreRefused() {
+    let error = #expect(throws: CrispError.self) { try Capability(name: "CAP_MAKE_COFFEE") }
+    #expect(error?.code == .invalidArgument)
+    #expect(error?.message.contains("CAP_MAKE_COFFEE") == true)
+  }
+
+  @Test func currentSetsMatchProcStatus() throws {
+    let current = try ProcessCapabilities.current()
+    let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+    func mask(_ field: String) -> UInt64 {
+      let line = status.split(separator: "\n").first { $0.hasPrefix(field + ":") } ?? ""
+      return UInt64(line.split(separator: "\t").last ?? "0", radix: 16) ?? 0
+    }
+    func bits(_ set: Set<Capability>) -> UInt64 { set.reduce(0) { $0 | (1 << UInt64($1.value)) } }
+    #expect(bits(current.effective) == mask("CapEff"))
+    #expect(bits(current.permitted) == mask("CapPrm"))
+    #expect(bits(current.bounding) == mask("CapBnd"))
+  }
+}
+
+@Suite struct SeccompTests {
+  @Test func buildsAndExportsAFilter() throws {
+    var filter = try SeccompFilter(defaultAction: .allow)
+    #expect(try filter.add(.errno(EPERM), syscall: "ptrace"))
+    #expect(try filter.add(.errno(EPERM), syscall: "kexec_load"))
+    #expect(try filter.add(.errno(EPERM), syscall: "no_such_syscall_crisp") == false)
+
+    let (readEnd, writeEnd) = try ProcessControl.pipe()
+    defer { close(readEnd) }
+    try filter.exportBPF(to: writeEnd)
+    close(writeEnd)
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    let n = read(readEnd, &buffer, buffer.count)
+    // BPF instructions are 8 bytes each; a filter with rules has several.
+    #expect(n >= 8 * 4)
+    #expect(n % 8 == 0)
+  }
+}
+
+@Suite struct ProcessControlTests {
+  @Test func pipesCloseOnExec() throws {
+    let (readEnd, writeEnd) = try ProcessControl.pipe()
+    defer {
+      close(readEnd)
+      close(writeEnd)
+    }
+    #expect(fcntl(readEnd, F_GETFD) & FD_CLOEXEC != 0)
+    #expect(fcntl(writeEnd, F_GETFD) & FD_CLOEXEC != 0)
+  }
+
+  @Test func readsSubreaperState() throws {
+    // The test runner is no subreaper; reading must work without changing it.
+    #expect(try ProcessControl.isChildSubreaper() == false)
+  }
+}

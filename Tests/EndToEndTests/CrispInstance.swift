@@ -1,0 +1,164 @@
+import CRIAPI
+import CrispCore
+import CrispTestSupport
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Testing
+
+/// One throw-away crisp: its own root, run_root, CNI config dir and sockets under a
+/// temporary directory, real daemon processes started from the built binaries, and
+/// everything stopped and removed by `stop()` (also when a test fails).
+final class CrispInstance: @unchecked Sendable {
+  enum Daemon: String, CaseIterable {
+    case imaged, netd
+    case frontd = "cri-frontd"
+  }
+
+  let dir: String
+  let configPath: String
+  let paths: CrispPaths
+  let cniDir: String
+  private var processes: [Daemon: Process] = [:]
+  private var logs: [Daemon: String] = [:]
+  private let lock = NSLock()
+
+  init(extraConfig: String = "") throws {
+    dir = try makeTemporaryDirectory(prefix: "crisp-e2e")
+    paths = CrispPaths(root: dir + "/root", runRoot: dir + "/run")
+    cniDir = dir + "/cni"
+    try FileManager.default.createDirectory(atPath: cniDir, withIntermediateDirectories: true)
+    configPath = dir + "/crisp.toml"
+    let config = """
+      root = "\(paths.root)"
+      run_root = "\(paths.runRoot)"
+      log_level = "debug"
+      \(extraConfig)
+      [ipc]
+      health_timeout_ms = 300
+
+      [netd]
+      cni_config_dir = "\(cniDir)"
+      """
+    try config.write(toFile: configPath, atomically: true, encoding: .utf8)
+  }
+
+  var criSocket: String { paths.criSocket }
+
+  /// Writes a valid bridge configuration, as an operator would.
+  func writeCNIConfig() throws {
+    let conflist = """
+      {"cniVersion": "1.0.0", "name": "crisp-test", "plugins": [{"type": "loopback"}]}
+      """
+    try conflist.write(toFile: cniDir + "/10-test.conflist", atomically: true, encoding: .utf8)
+  }
+
+  func start(_ daemon: Daemon, arguments: [String] = []) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binaryPath(daemon.rawValue))
+    process.arguments = ["--config", configPath] + arguments
+    let logPath = dir + "/\(daemon.rawValue).log"
+    _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+    let log = FileHandle(forWritingAtPath: logPath)!
+    log.seekToEndOfFile()
+    process.standardOutput = log
+    process.standardError = log
+    try process.run()
+    lock.withLock {
+      processes[daemon] = process
+      logs[daemon] = logPath
+    }
+  }
+
+  func startAll() async throws {
+    try start(.imaged)
+    try start(.netd)
+    try start(.frontd)
+    try await waitForCRI()
+  }
+
+  func pid(_ daemon: Daemon) -> Int32? { lock.withLock { processes[daemon]?.processIdentifier } }
+
+  /// Sends a signal and waits (with a deadline) until the process is gone.
+  @discardableResult
+  func stop(_ daemon: Daemon, signal: Int32 = SIGTERM) async throws -> Int32 {
+    guard let process = lock.withLock({ processes.removeValue(forKey: daemon) }) else { return 0 }
+    kill(process.processIdentifier, signal)
+    try await waitUntil("\(daemon.rawValue) exits", timeout: .seconds(10)) { !process.isRunning }
+    return process.terminationStatus
+  }
+
+  func log(_ daemon: Daemon) -> String {
+    (try? String(contentsOfFile: dir + "/\(daemon.rawValue).log", encoding: .utf8)) ?? ""
+  }
+
+  /// Stops every daemon (SIGKILL after a grace period) and removes the directory.
+  func destroy() async {
+    let running = lock.withLock { processes }
+    for (daemon, _) in running {
+      _ = try? await stop(daemon)
+    }
+    for (_, process) in running where process.isRunning {
+      kill(process.processIdentifier, SIGKILL)
+      process.waitUntilExit()
+    }
+    try? FileManager.default.removeItem(atPath: dir)
+  }
+
+  func waitForCRI() async throws {
+    try await waitUntil("cri-frontd answers Version", timeout: .seconds(20)) {
+      (try? await self.withRuntime { try await $0.version(.init()) }) != nil
+    }
+  }
+
+  /// Runs `body` with a RuntimeService client on the instance's socket.
+  func withRuntime<R: Sendable>(
+    _ body: (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>) async throws -> R
+  ) async throws -> R {
+    try await withCRIClient(socket: criSocket) { try await body(Runtime_V1_RuntimeService.Client(wrapping: $0)) }
+  }
+
+  func withImages<R: Sendable>(
+    _ body: (Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>) async throws -> R
+  ) async throws -> R {
+    try await withCRIClient(socket: criSocket) { try await body(Runtime_V1_ImageService.Client(wrapping: $0)) }
+  }
+
+  func status(verbose: Bool = false) async throws -> Runtime_V1_StatusResponse {
+    var request = Runtime_V1_StatusRequest()
+    request.verbose = verbose
+    return try await withRuntime { try await $0.status(request) }
+  }
+}
+
+func withCRIClient<R: Sendable>(
+  socket: String, _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> R
+) async throws -> R {
+  try await withGRPCClient(
+    transport: .http2NIOPosix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
+  ) { client in
+    try await body(client)
+  }
+}
+
+extension Runtime_V1_StatusResponse {
+  func condition(_ type: String) -> Runtime_V1_RuntimeCondition? {
+    status.conditions.first { $0.type == type }
+  }
+}
+
+/// Runs `body` with a fresh instance and destroys it afterwards, also when `body` throws.
+func withCrisp(extraConfig: String = "", _ body: (CrispInstance) async throws -> Void) async throws {
+  let crisp = try CrispInstance(extraConfig: extraConfig)
+  do {
+    try await body(crisp)
+  } catch {
+    for daemon in CrispInstance.Daemon.allCases {
+      let log = crisp.log(daemon)
+      if !log.isEmpty { print("--- \(daemon.rawValue) log ---\n\(log)") }
+    }
+    await crisp.destroy()
+    throw error
+  }
+  await crisp.destroy()
+}
