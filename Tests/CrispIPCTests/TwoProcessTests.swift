@@ -44,3 +44,38 @@ import Testing
     #expect(!FileManager.default.fileExists(atPath: "\(dir)/run/imaged.ipc"))
   }
 }
+
+/// shimd runs once per container: it must answer IPC without loading full Foundation,
+/// NIO or gRPC (see the memory table in the README).
+@Suite struct ShimdFootprintTests {
+  @Test func shimdServesIPCWithoutFoundationOrNIO() async throws {
+    let dir = try makeTemporaryDirectory(prefix: "crisp-shim")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let id = String(repeating: "ab", count: 32)
+    let shim = Process()
+    shim.executableURL = URL(fileURLWithPath: binaryPath("shimd"))
+    shim.arguments = ["--id", id, "--run-root", dir]
+    try shim.run()
+    defer {
+      if shim.isRunning {
+        kill(shim.processIdentifier, SIGKILL)
+        shim.waitUntilExit()
+      }
+    }
+    let client = try IPCClient(peer: "shimd", address: "ipc://\(dir)/shims/\(id).ipc", defaultTimeoutMs: 10_000)
+    let health = try await client.call(Health.self)
+    #expect(health.daemon == "shimd")
+    #expect(health.pid == shim.processIdentifier)
+
+    let maps = try String(contentsOfFile: "/proc/\(shim.processIdentifier)/maps", encoding: .utf8)
+    for library in ["libFoundation.so", "lib_FoundationICU.so", "libFoundationNetworking.so", "NIO", "GRPC"] {
+      #expect(!maps.contains(library), "shimd maps \(library)")
+    }
+  }
+
+  @Test func shimdRefusesABadID() throws {
+    let result = try runProgram(binaryPath("shimd"), ["--id", "../../etc/passwd", "--run-root", "/tmp"])
+    #expect(result.status != 0)
+    #expect(result.output.contains("--id must be 64 lower-case hex characters"))
+  }
+}

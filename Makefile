@@ -1,0 +1,91 @@
+# crisp — a Kubernetes CRI runtime in Swift. `make run` and `make test` are the two
+# commands a newcomer needs; both install what they need on a fresh Debian 12.
+
+SWIFT        ?= swift
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+CONFIG       ?= /etc/crisp/crisp.toml
+DAEMONS      := cri-frontd imaged netd shimd
+RELEASE_DIR   = .build/release
+DEBUG_DIR     = .build/debug
+
+# Debian packages: C libraries (NNG, libcap, libseccomp), runc, systemd-analyze for
+# the unit tests, nng-utils for debugging IPC by hand.
+APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev runc systemd
+# PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
+PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
+
+.PHONY: all deps build release run test bench install uninstall generate format clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install --quiet --root-user-action=ignore $(PIP_PACKAGES)
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+# Starts imaged, netd and cri-frontd in the foreground with $(CONFIG) (or the
+# defaults when it does not exist); Ctrl-C stops them all.
+run: release
+	deploy/crisp-run $(RELEASE_DIR) $(CONFIG)
+
+# Every test: unit, IPC between real processes, the daemons end to end over the CRI
+# socket, the Python grpcio client, systemd unit verification. Tests run in parallel,
+# each crisp under its own temporary root.
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: deps
+	$(SWIFT) build -c release
+	$(RELEASE_DIR)/crisp-bench --bin-dir $(RELEASE_DIR)
+
+install: release
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/crisp $(DESTDIR)/etc/systemd/system $(DESTDIR)$(PREFIX)/share/doc/crisp
+	for d in $(DAEMONS); do install -m 0755 $(RELEASE_DIR)/$$d $(DESTDIR)$(BINDIR)/$$d; done
+	install -m 0644 deploy/systemd/*.service deploy/systemd/*.target $(DESTDIR)/etc/systemd/system/
+	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/crisp/README.md
+	@# An operator's configuration is never overwritten.
+	[ -e $(DESTDIR)/etc/crisp/crisp.toml ] || install -m 0644 deploy/crisp.toml $(DESTDIR)/etc/crisp/crisp.toml
+	-[ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && systemctl daemon-reload
+
+uninstall:
+	for d in $(DAEMONS); do rm -f $(DESTDIR)$(BINDIR)/$$d; done
+	rm -f $(DESTDIR)/etc/systemd/system/crisp-*.service $(DESTDIR)/etc/systemd/system/crisp.target
+
+# The default configuration file is what `cri-frontd config` prints; a test checks it.
+deploy/crisp.toml: build
+	$(DEBUG_DIR)/cri-frontd config > $@
+
+# Regenerates Shared/CRIAPI from api.proto (kubernetes/cri-api v0.36.3). Run by hand,
+# never in CI: building the two protoc plugins takes minutes. Debian's protoc 3.21
+# rejects api.proto ([debug_redact = true]); the protoc inside PyPI's grpcio-tools
+# reads it unchanged.
+PLUGIN_DIR := .build-protoc-plugins
+generate: deps
+	rm -rf $(PLUGIN_DIR) && git clone -q https://github.com/grpc/grpc-swift-protobuf.git $(PLUGIN_DIR)
+	cd $(PLUGIN_DIR) && git checkout -q 2.4.1 && \
+	  $(SWIFT) build --product protoc-gen-grpc-swift-2 && $(SWIFT) build --product protoc-gen-swift
+	cd Shared/CRIAPI && python3 -m grpc_tools.protoc -I. \
+	  --plugin=protoc-gen-swift=../../$(PLUGIN_DIR)/.build/debug/protoc-gen-swift \
+	  --swift_out=Visibility=Public:. \
+	  --plugin=protoc-gen-grpc-swift=../../$(PLUGIN_DIR)/.build/debug/protoc-gen-grpc-swift-2 \
+	  --grpc-swift_out=Visibility=Public,Client=true,Server=true:. \
+	  api.proto
+	python3 Shared/CRIAPI/generate-defaults.py Shared/CRIAPI/api.grpc.swift Shared/CRIAPI/UnimplementedDefaults.swift
+
+format:
+	$(SWIFT) format --in-place --recursive Package.swift Services Shared/CrispCore Shared/CrispConfig \
+	  Shared/CrispIPC Shared/CrispLinux Shared/CrispDaemon Tests bench
+
+clean:
+	rm -rf .build $(PLUGIN_DIR)

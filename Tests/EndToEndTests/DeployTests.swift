@@ -1,0 +1,42 @@
+import CrispTestSupport
+import Foundation
+import Testing
+
+/// What `make install` puts on a node.
+@Suite struct DeployTests {
+  static let deployDir = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("deploy").path
+
+  @Test func systemdUnitsPassVerify() throws {
+    let units = try FileManager.default.contentsOfDirectory(atPath: Self.deployDir + "/systemd").sorted()
+    #expect(units.contains("crisp-frontd.service"))
+    #expect(units.contains("crisp-imaged.service"))
+    #expect(units.contains("crisp-netd.service"))
+
+    // Verify the units as installed, with ExecStart= pointing at the binaries just built.
+    let dir = try makeTemporaryDirectory(prefix: "crisp-units")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let binDir = URL(fileURLWithPath: binaryPath("cri-frontd")).deletingLastPathComponent().path
+    for unit in units {
+      let text = try String(contentsOfFile: Self.deployDir + "/systemd/" + unit, encoding: .utf8)
+      try text.replacingOccurrences(of: "/usr/local/bin/", with: binDir + "/")
+        .write(toFile: dir + "/" + unit, atomically: true, encoding: .utf8)
+    }
+    let result = try runProgram("/usr/bin/systemd-analyze", ["verify"] + units.map { dir + "/" + $0 })
+    #expect(result.status == 0, "\(result.output)")
+    // Unknown keys and bad values are only warnings to systemd: refuse those too.
+    #expect(result.output.isEmpty, "\(result.output)")
+
+    let frontd = try String(contentsOfFile: Self.deployDir + "/systemd/crisp-frontd.service", encoding: .utf8)
+    #expect(frontd.contains("After=crisp-imaged.service crisp-netd.service"))
+    #expect(frontd.contains("KillMode=process"))
+  }
+
+  @Test func defaultConfigFileIsWhatCriFrontdPrints() throws {
+    let shipped = try String(contentsOfFile: Self.deployDir + "/crisp.toml", encoding: .utf8)
+    let printed = try runProgram(binaryPath("cri-frontd"), ["config"])
+    #expect(printed.status == 0)
+    #expect(shipped == printed.output, "deploy/crisp.toml is out of date: run `make deploy/crisp.toml`")
+  }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import CNNG
+import CRIAPI
+import CrispCore
+import CrispIPC
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+
+/// `make bench`: IPC and CRI latencies and the memory of each daemon, measured on
+/// real processes under a temporary root, each figure beside its floor or peer.
+@main
+struct Bench: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "crisp-bench", abstract: "Measure crisp's IPC and CRI latency and its daemons' memory.")
+
+  @Option(help: "Directory holding the built daemons.")
+  var binDir: String = ".build/release"
+
+  @Option(help: "Round trips per latency figure.")
+  var samples: Int = 5000
+
+  @Option(help: "shimd processes to start for the per-shim memory figure.")
+  var shims: Int = 10
+
+  @Option(help: "Where to write the JSON results.")
+  var resultsDir: String = "bench/results"
+
+  func run() async throws {
+    let instance = try BenchInstance(binDir: binDir)
+    defer { instance.stop() }
+    try instance.startDaemons(shims: shims)
+
+    var results: [String: Any] = ["samples": samples, "date": ISO8601DateFormatter().string(from: Date())]
+
+    // 1. IPC floor: NNG REQ/REP from C calls to nngcat's REP, no JSON, no async.
+    let floor = try instance.nngFloor(samples: samples)
+    // 2. crisp IPC: ping with a 200-byte payload to imaged, async + JSON both ways.
+    let client = try IPCClient(peer: "imaged", address: CrispPaths.ipcAddress(instance.paths.imagedSocket))
+    let payload = String(repeating: "x", count: 200)
+    _ = try await client.call(Ping.self, Ping.Request(payload: payload))
+    var ipc: [Double] = []
+    for _ in 0..<samples {
+      let start = ContinuousClock.now
+      _ = try await client.call(Ping.self, Ping.Request(payload: payload))
+      ipc.append((ContinuousClock.now - start).microseconds)
+    }
+    // 3. CRI Version over the unix socket with the generated Swift gRPC client.
+    let cri = try await withGRPCClient(
+      transport: .http2NIOPosix(
+        target: .unixDomainSocket(path: instance.paths.criSocket), transportSecurity: .plaintext)
+    ) { grpc in
+      let runtime = Runtime_V1_RuntimeService.Client(wrapping: grpc)
+      _ = try await runtime.version(.init())
+      var times: [Double] = []
+      for _ in 0..<samples {
+        let start = ContinuousClock.now
+        _ = try await runtime.version(.init())
+        times.append((ContinuousClock.now - start).microseconds)
+      }
+      return times
+    }
+
+    print("\nLatency (µs), \(samples) sequential round trips each, 200-byte IPC payload")
+    print(row(["figure", "n", "p50", "p90", "p99", "max"], widths: [44, 7, 9, 9, 9, 9]))
+    for (name, values) in [
+      ("NNG floor: C req → nngcat rep (ipc://)", floor),
+      ("crisp IPC: ping → imaged (async, JSON)", ipc),
+      ("CRI Version over crisp.sock (gRPC)", cri),
+    ] {
+      let s = Summary(values)
+      print(row([name, "\(values.count)", f(s.p50), f(s.p90), f(s.p99), f(s.max)], widths: [44, 7, 9, 9, 9, 9]))
+      results[name] = ["n": values.count, "p50": s.p50, "p90": s.p90, "p99": s.p99, "max": s.max]
+    }
+    print("crisp IPC p50 / NNG floor p50 = \(String(format: "%.2f", Summary(ipc).p50 / Summary(floor).p50))")
+
+    // Memory, idle (after the runs above).
+    print("\nMemory of idle daemons (kB, from /proc/PID/status and smaps_rollup)")
+    print(row(["process", "VmRSS", "Pss", "RssAnon"], widths: [30, 10, 10, 10]))
+    var memory: [String: Any] = [:]
+    for (name, pid) in instance.pids {
+      let m = ProcMemory(pid: pid)
+      print(row([name, "\(m.rss)", "\(m.pss)", "\(m.anon)"], widths: [30, 10, 10, 10]))
+      memory[name] = ["rss_kb": m.rss, "pss_kb": m.pss, "anon_kb": m.anon]
+    }
+    let shimPids = instance.shimPids
+    if !shimPids.isEmpty {
+      let ms = shimPids.map(ProcMemory.init(pid:))
+      let pss = ms.map(\.pss).reduce(0, +) / ms.count
+      let rss = ms.map(\.rss).reduce(0, +) / ms.count
+      let anon = ms.map(\.anon).reduce(0, +) / ms.count
+      print(row(["shimd (mean of \(ms.count))", "\(rss)", "\(pss)", "\(anon)"], widths: [30, 10, 10, 10]))
+      memory["shimd_mean"] = ["count": ms.count, "rss_kb": rss, "pss_kb": pss, "anon_kb": anon]
+    }
+    results["memory"] = memory
+
+    try FileManager.default.createDirectory(atPath: resultsDir, withIntermediateDirectories: true)
+    let file = resultsDir + "/foundation-\(Int(Date().timeIntervalSince1970)).json"
+    let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
+    try data.write(to: URL(fileURLWithPath: file))
+    print("\nresults: \(file)")
+  }
+}
+
+struct Summary {
+  let p50, p90, p99, max: Double
+  init(_ values: [Double]) {
+    let sorted = values.sorted()
+    func q(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))] }
+    p50 = q(0.50)
+    p90 = q(0.90)
+    p99 = q(0.99)
+    max = sorted.last ?? 0
+  }
+}
+
+func f(_ value: Double) -> String { String(format: "%.1f", value) }
+
+func row(_ cells: [String], widths: [Int]) -> String {
+  zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: " ")
+}
+
+extension Duration {
+  var microseconds: Double {
+    Double(components.seconds) * 1e6 + Double(components.attoseconds) / 1e12
+  }
+}
+
+/// VmRSS, Pss and RssAnon of a process, in kB.
+struct ProcMemory {
+  var rss = 0, pss = 0, anon = 0
+  init(pid: Int32) {
+    func field(_ text: String, _ name: String) -> Int {
+      for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
+        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" })[1]) ?? 0
+      }
+      return 0
+    }
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    let rollup = (try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8)) ?? ""
+    rss = field(status, "VmRSS")
+    anon = field(status, "RssAnon")
+    pss = field(rollup, "Pss")
+  }
+}
