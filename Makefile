@@ -9,13 +9,14 @@ DAEMONS      := cri-frontd imaged netd shimd
 RELEASE_DIR   = .build/release
 DEBUG_DIR     = .build/debug
 
-# Debian packages: C libraries (NNG, libcap, libseccomp), runc, systemd-analyze for
-# the unit tests, nng-utils for debugging IPC by hand.
-APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev runc systemd
+# Debian packages: C libraries (NNG, libcap, libseccomp), runc, the CNI plugins and
+# iptables (portmap), systemd-analyze for the unit tests, nng-utils for debugging IPC.
+APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev runc systemd \
+                containernetworking-plugins iptables
 # PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
 PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
 
-.PHONY: all deps build release run test bench install uninstall generate format clean
+.PHONY: all deps build release run test bench install uninstall generate format clean cni-config
 
 all: build
 
@@ -35,7 +36,7 @@ release: deps
 
 # Starts imaged, netd and cri-frontd in the foreground with $(CONFIG) (or the
 # defaults when it does not exist); Ctrl-C stops them all.
-run: release
+run: release cni-config
 	deploy/crisp-run $(RELEASE_DIR) $(CONFIG)
 
 # Every test: unit, IPC between real processes, the daemons end to end over the CRI
@@ -49,7 +50,7 @@ bench: deps
 	$(SWIFT) build -c release
 	$(RELEASE_DIR)/crisp-bench --bin-dir $(RELEASE_DIR)
 
-install: release
+install: release cni-config
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/crisp $(DESTDIR)/etc/systemd/system $(DESTDIR)$(PREFIX)/share/doc/crisp
 	for d in $(DAEMONS); do install -m 0755 $(RELEASE_DIR)/$$d $(DESTDIR)$(BINDIR)/$$d; done
 	install -m 0644 deploy/systemd/*.service deploy/systemd/*.target $(DESTDIR)/etc/systemd/system/
@@ -61,6 +62,18 @@ install: release
 uninstall:
 	for d in $(DAEMONS); do rm -f $(DESTDIR)$(BINDIR)/$$d; done
 	rm -f $(DESTDIR)/etc/systemd/system/crisp-*.service $(DESTDIR)/etc/systemd/system/crisp.target
+
+# A fresh node gets a working pod network (bridge crisp0, 10.86.0.0/16); an
+# operator's own CNI configuration is never touched.
+CNI_CONF_DIR ?= /etc/cni/net.d
+cni-config:
+	@mkdir -p $(DESTDIR)$(CNI_CONF_DIR)
+	@if ls $(DESTDIR)$(CNI_CONF_DIR) | grep -qE '\.(conf|conflist|json)$$'; then \
+	  echo "cni: keeping the configuration in $(CNI_CONF_DIR)"; \
+	else \
+	  install -m 0644 deploy/cni/10-crisp-bridge.conflist $(DESTDIR)$(CNI_CONF_DIR)/ && \
+	  echo "cni: installed $(CNI_CONF_DIR)/10-crisp-bridge.conflist"; \
+	fi
 
 # The default configuration file is what `cri-frontd config` prints; a test checks it.
 deploy/crisp.toml: build

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
 import ArgumentParser
 import CrispConfig
 import CrispCore
@@ -21,20 +24,35 @@ struct NetdCommand: AsyncParsableCommand {
 
   func run() async throws {
     let signals = TerminationSignals()
+    // A plugin that exits before reading its configuration must not kill netd.
+    signal(SIGPIPE, SIG_IGN)
     let (config, logger) = try DaemonStartup.load(daemon: .netd, configPath: self.config, logLevel: logLevel)
     let paths = config.paths
-    let cniConfigs = CNIConfigDirectory(path: config.netd.cniConfigDir)
+    let configs = CNIConfigDirectory(path: config.netd.cniConfigDir, defaultNetwork: config.netd.cniDefaultNetwork)
+    let networks = PodNetworks(
+      pinner: NamespacePinner(directory: paths.namespacesDir),
+      configs: configs,
+      invoker: CNIInvoker(
+        pluginDirs: config.netd.cniPluginDirs, timeoutMs: config.netd.cniPluginTimeoutMs, logger: logger),
+      store: PodNetworkStore(directory: paths.cniCacheDir + "/pods"),
+      logger: logger)
 
     let identity = DaemonIdentity(name: "netd")
     var router = IPCRouter()
     router.register(Health.self) { _ in
-      switch cniConfigs.readiness() {
-      case .ready:
-        identity.health()
-      case .notReady(let message):
-        identity.health(ready: false, reason: "NetworkPluginNotReady", message: message)
+      switch configs.load() {
+      case .success: identity.health()
+      case .failure(let error):
+        identity.health(ready: false, reason: "NetworkPluginNotReady", message: error.message)
       }
     }
+    router.register(PodNetworkSetup.self) { request in try await networks.setup(request) }
+    router.register(PodNetworkTeardown.self) { request in
+      try await networks.teardown(request.podID)
+      return Empty()
+    }
+    router.register(PodNetworkStatus.self) { request in try await networks.status(request.podID) }
+    router.register(PodNetworkList.self) { _ in PodNetworkList.Response(pods: await networks.list()) }
 
     let address = CrispPaths.ipcAddress(paths.netdSocket)
     let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)

@@ -66,6 +66,8 @@ extension CrispConfig {
     if var netd = try top.subtable("netd") {
       try netd.string("cni_config_dir", into: &config.netd.cniConfigDir, check: absolutePath)
       try netd.strings("cni_plugin_dirs", into: &config.netd.cniPluginDirs, check: absolutePath)
+      try netd.string("cni_default_network", into: &config.netd.cniDefaultNetwork) { _ in nil }
+      try netd.int("cni_plugin_timeout_ms", into: &config.netd.cniPluginTimeoutMs, range: 100...600_000)
       try netd.string("log_level", into: &config.netd.logLevel, check: optionalLogLevelName)
       try netd.finish()
     }

@@ -44,6 +44,10 @@ extension CrispConfig {
       cni_config_dir = \(quote(netd.cniConfigDir))
       # Directories searched for CNI plugin executables, in order.
       cni_plugin_dirs = [\(netd.cniPluginDirs.map(quote).joined(separator: ", "))]
+      # The network pods join, by name; empty takes the first configuration file.
+      cni_default_network = \(quote(netd.cniDefaultNetwork))
+      # How long one CNI plugin may run before it is killed, in milliseconds.
+      cni_plugin_timeout_ms = \(netd.cniPluginTimeoutMs)
       log_level = \(quote(netd.logLevel))
 
       # shimd: one monitor process per container.

@@ -50,6 +50,11 @@ public struct CrispConfig: Sendable, Equatable {
     public var cniConfigDir = "/etc/cni/net.d"
     /// Where CNI plugin executables are looked for, in order.
     public var cniPluginDirs = ["/usr/lib/cni", "/opt/cni/bin"]
+    /// The network pods join, by name; empty takes the first configuration file in
+    /// lexical order, as kubelet's runtimes do.
+    public var cniDefaultNetwork = ""
+    /// How long one CNI plugin may run before it is killed, in milliseconds.
+    public var cniPluginTimeoutMs = 60_000
     public var logLevel = ""
     public init() {}
   }

@@ -8,8 +8,10 @@ import CrispLinux
 public enum SystemdNotify {
   @discardableResult
   public static func send(_ state: String) -> Bool {
-    guard let raw = getenv("NOTIFY_SOCKET"), var (address, length) = try? UnixSocket.address(String(cString: raw))
+    guard let raw = getenv("NOTIFY_SOCKET"), let target = try? UnixSocket.address(String(cString: raw))
     else { return false }
+    var address = target.0
+    let length = target.1
     let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }

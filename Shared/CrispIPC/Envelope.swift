@@ -66,7 +66,7 @@ struct EventHeader: Decodable {
 enum WireCodec {
   static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return Array(try encoder.encode(value))
   }
 

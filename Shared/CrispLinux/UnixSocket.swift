@@ -26,7 +26,9 @@ public enum UnixSocket {
 
   /// Whether a process accepts connections on `path` now.
   public static func isLive(_ path: String) -> Bool {
-    guard var (address, length) = try? address(path) else { return false }
+    guard let target = try? address(path) else { return false }
+    var address = target.0
+    let length = target.1
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { return false }
     defer { close(fd) }
@@ -53,7 +55,9 @@ public enum UnixSocket {
       }
       unlink(path)
     }
-    var (address, length) = try address(path)
+    let target = try address(path)
+    var address = target.0
+    let length = target.1
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw CrispError(.internal, "socket: \(String(cString: strerror(errno)))") }
     let oldMask = umask(~mode & 0o777)

@@ -1,3 +1,4 @@
+import CrispIPC
 import CrispTestSupport
 import Foundation
 import Testing
@@ -38,5 +39,26 @@ import Testing
     let printed = try runProgram(binaryPath("cri-frontd"), ["config"])
     #expect(printed.status == 0)
     #expect(shipped == printed.output, "deploy/crisp.toml is out of date: run `make deploy/crisp.toml`")
+  }
+}
+
+extension DeployTests {
+  @Test func shippedCNIConfigIsAValidBridgeNetwork() async throws {
+    let file = Self.deployDir + "/cni/10-crisp-bridge.conflist"
+    let data = try #require(FileManager.default.contents(atPath: file))
+    let json = try #require(JSONSerialization.jsonObject(with: data) as? [String: Any])
+    let plugins = json["plugins"] as? [[String: Any]] ?? []
+    #expect(plugins.map { $0["type"] as? String } == ["bridge", "portmap", "loopback"])
+    #expect(plugins.first?["bridge"] as? String == "crisp0")
+    #expect((plugins[1]["capabilities"] as? [String: Bool])?["portMappings"] == true)
+
+    // netd accepts it as is (readiness only: setting up a pod on it would touch the
+    // node's own crisp0 bridge, which tests never do).
+    try await withNetd { netd in
+      try FileManager.default.copyItem(atPath: file, toPath: netd.cniDir + "/10-crisp-bridge.conflist")
+      try await netd.start()
+      let health = try await netd.client.call(Health.self)
+      #expect(health.ready, "\(health.message ?? "")")
+    }
   }
 }

@@ -9,7 +9,9 @@ public func binaryPath(_ name: String) -> String {
 }
 
 public func makeTemporaryDirectory(prefix: String) throws -> String {
-  var template = Array((NSTemporaryDirectory() + "/\(prefix).XXXXXX").utf8CString)
+  // A canonical path: tests compare it with what the kernel reports (mountinfo).
+  let base = URL(fileURLWithPath: NSTemporaryDirectory()).standardizedFileURL.resolvingSymlinksInPath().path
+  var template = Array((base + "/\(prefix).XXXXXX").utf8CString)
   guard let result = mkdtemp(&template) else {
     throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
   }
@@ -51,4 +53,11 @@ public func runProgram(_ path: String, _ arguments: [String], environment: [Stri
   let data = pipe.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
   return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// Reads a whole file to its end; for /proc files, whose size stat reports as 0.
+public func readWholeFile(_ path: String) -> String {
+  guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+  defer { try? handle.close() }
+  return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
 }

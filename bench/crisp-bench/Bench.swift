@@ -23,6 +23,9 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "shimd processes to start for the per-shim memory figure.")
   var shims: Int = 10
 
+  @Option(help: "Pods for the network setup/teardown figure.")
+  var pods: Int = 50
+
   @Option(help: "Where to write the JSON results.")
   var resultsDir: String = "bench/results"
 
@@ -73,6 +76,26 @@ struct Bench: AsyncParsableCommand {
       results[name] = ["n": values.count, "p50": s.p50, "p90": s.p90, "p99": s.p99, "max": s.max]
     }
     print("crisp IPC p50 / NNG floor p50 = \(String(format: "%.2f", Summary(ipc).p50 / Summary(floor).p50))")
+
+    // Pod networks: netd (namespaces pinned, bridge + host-local + loopback) against
+    // the same plugins from a shell loop with `ip netns`.
+    if pods > 0 {
+      let crispNet = try await NetworkBench.crisp(instance: instance, pods: pods)
+      let shellNet = try NetworkBench.shell(dir: instance.dir, pods: pods)
+      print("\nPod network (µs), \(pods) pods, sequential: netd vs CNI plugins from a shell loop")
+      print(row(["figure", "n", "p50", "p99", "shell p50", "shell p99", "ratio p50"], widths: [22, 5, 10, 10, 10, 10, 9]))
+      var network: [String: Any] = [:]
+      for (name, mine, floor) in [
+        ("setup (ADD)", crispNet.setup, shellNet.setup), ("teardown (DEL)", crispNet.teardown, shellNet.teardown),
+      ] {
+        let a = Summary(mine)
+        let b = Summary(floor)
+        print(row([name, "\(mine.count)", f(a.p50), f(a.p99), f(b.p50), f(b.p99), String(format: "%.2f", a.p50 / b.p50)],
+          widths: [22, 5, 10, 10, 10, 10, 9]))
+        network[name] = ["crisp_p50": a.p50, "crisp_p99": a.p99, "shell_p50": b.p50, "shell_p99": b.p99, "n": mine.count]
+      }
+      results["pod_network"] = network
+    }
 
     // Memory, idle (after the runs above).
     print("\nMemory of idle daemons (kB, from /proc/PID/status and smaps_rollup)")

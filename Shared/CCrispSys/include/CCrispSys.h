@@ -16,4 +16,31 @@ int crisp_pipe2_cloexec(int fds[2]);
 pid_t crisp_gettid(void);
 int crisp_pidfd_open(pid_t pid);
 
+
+/// Namespaces to create for a pod (CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS as bits).
+enum {
+  CRISP_NS_NET = 1,
+  CRISP_NS_IPC = 2,
+  CRISP_NS_UTS = 4,
+};
+
+/// Where a failed crisp_pin_namespaces stopped: which step and errno.
+typedef struct crisp_pin_error {
+  int step;   // 1 clone, 2 sethostname, 3 open sysctl, 4 write sysctl, 5 bind mount, 6 stack
+  int index;  // sysctl index for steps 3-4, namespace bit for step 5
+  int error;  // errno
+} crisp_pin_error;
+
+/// Creates the requested namespaces in a short-lived child (clone with CLONE_VFORK,
+/// so no process is left holding them), sets the hostname in the new UTS namespace,
+/// writes the sysctls (paths under /proc/sys, relative) in the new namespaces, and
+/// bind-mounts each new namespace onto its existing empty file. Returns 0, or -1
+/// with *err filled in. Nothing is left mounted on failure.
+int crisp_pin_namespaces(int kinds, const char *net_path, const char *ipc_path, const char *uts_path,
+                         const char *hostname, const char *const *sysctl_paths,
+                         const char *const *sysctl_values, int sysctl_count, crisp_pin_error *err);
+
+/// Detaches the mount pinning a namespace (idempotent: a file that is not mounted is fine).
+int crisp_unpin_namespace(const char *path);
+
 #endif

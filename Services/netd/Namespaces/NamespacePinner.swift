@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+import CCrispSys
+import CrispCore
+import CrispIPC
+
+/// Creates a pod's network, IPC and UTS namespaces and pins each with a bind mount
+/// under `<run_root>/ns/<pod>/`, as CRI-O's pinns does: no process holds them.
+struct NamespacePinner: Sendable {
+  let directory: String
+
+  struct Kinds: OptionSet, Sendable {
+    let rawValue: Int32
+    static let network = Kinds(rawValue: Int32(CRISP_NS_NET))
+    static let ipc = Kinds(rawValue: Int32(CRISP_NS_IPC))
+    static let uts = Kinds(rawValue: Int32(CRISP_NS_UTS))
+  }
+
+  func podDirectory(_ podID: String) -> String { directory + "/" + podID }
+
+  func paths(_ podID: String, kinds: Kinds) -> PodNamespaces {
+    let dir = podDirectory(podID)
+    return PodNamespaces(
+      network: kinds.contains(.network) ? dir + "/net" : "",
+      ipc: kinds.contains(.ipc) ? dir + "/ipc" : "",
+      uts: kinds.contains(.uts) ? dir + "/uts" : "")
+  }
+
+  /// Pins new namespaces of `kinds`, with the hostname set and the sysctls written
+  /// inside them. On failure nothing is left mounted or created.
+  func pin(podID: String, kinds: Kinds, hostname: String, sysctls: [(path: String, value: String)])
+    throws(CrispError) -> PodNamespaces
+  {
+    let namespaces = paths(podID, kinds: kinds)
+    guard !kinds.isEmpty else { return namespaces }
+    try makeDirectories(directory, mode: 0o711)
+    let dir = podDirectory(podID)
+    if mkdir(dir, 0o711) != 0 && errno != EEXIST {
+      throw CrispError(.internal, "cannot create \(dir): \(String(cString: strerror(errno)))")
+    }
+    let files = [namespaces.network, namespaces.ipc, namespaces.uts].filter { !$0.isEmpty }
+    for file in files {
+      let fd = open(file, O_RDONLY | O_CREAT | O_CLOEXEC, 0o444)
+      guard fd >= 0 else {
+        let reason = String(cString: strerror(errno))
+        unpin(podID)
+        throw CrispError(.internal, "cannot create \(file): \(reason)")
+      }
+      close(fd)
+    }
+
+    var error = crisp_pin_error()
+    let rv = withCStrings(sysctls.map(\.path)) { sysctlPaths in
+      withCStrings(sysctls.map(\.value)) { sysctlValues in
+        crisp_pin_namespaces(
+          kinds.rawValue, namespaces.network, namespaces.ipc, namespaces.uts, hostname,
+          sysctlPaths, sysctlValues, Int32(sysctls.count), &error)
+      }
+    }
+    if rv != 0 {
+      unpin(podID)
+      let reason = String(cString: strerror(error.error))
+      switch error.step {
+      case 2: throw CrispError(.invalidArgument, "cannot set hostname \"\(hostname)\": \(reason)")
+      case 3, 4:
+        let index = Int(error.index)
+        let name = index < sysctls.count ? sysctls[index].path.replacingSlashes() : "?"
+        throw CrispError(.invalidArgument, "cannot set sysctl \(name): \(reason)")
+      case 5: throw CrispError(.internal, "cannot pin namespace: bind mount failed: \(reason)")
+      default: throw CrispError(.internal, "cannot create namespaces: \(reason)")
+      }
+    }
+    return namespaces
+  }
+
+  /// Unmounts and removes whatever is pinned for the pod; idempotent.
+  func unpin(_ podID: String) {
+    let dir = podDirectory(podID)
+    for name in ["net", "ipc", "uts"] {
+      let file = dir + "/" + name
+      _ = crisp_unpin_namespace(file)
+      unlink(file)
+    }
+    rmdir(dir)
+  }
+
+  /// Whether a namespace file is still a pinned namespace (a mount, not a plain file).
+  static func isPinned(_ path: String) -> Bool {
+    var file = stat()
+    var parent = stat()
+    guard !path.isEmpty, stat(path, &file) == 0 else { return false }
+    let dir = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
+    guard stat(dir, &parent) == 0 else { return false }
+    // A namespace inode lives on the nsfs filesystem, never on the directory's.
+    return file.st_dev != parent.st_dev
+  }
+}
+
+extension String {
+  fileprivate func replacingSlashes() -> String { String(map { $0 == "/" ? "." : $0 }) }
+}
+
+/// Calls `body` with a NULL-terminated C array of the strings.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+  let duplicated = strings.map { UnsafePointer(strdup($0)) }
+  defer { duplicated.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
+  let array = duplicated + [nil]
+  return array.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

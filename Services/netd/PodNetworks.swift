@@ -1,0 +1,190 @@
+import CrispCore
+import CrispIPC
+import Foundation
+import Logging
+
+/// Sets up and tears down pod networks: pinned namespaces plus the CNI network.
+/// Calls for one pod run one at a time; calls for different pods run concurrently.
+actor PodNetworks {
+  private let pinner: NamespacePinner
+  private let configs: CNIConfigDirectory
+  private let invoker: CNIInvoker
+  private let store: PodNetworkStore
+  private let logger: Logger
+  private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+  init(pinner: NamespacePinner, configs: CNIConfigDirectory, invoker: CNIInvoker, store: PodNetworkStore, logger: Logger) {
+    self.pinner = pinner
+    self.configs = configs
+    self.invoker = invoker
+    self.store = store
+    self.logger = logger
+  }
+
+  func setup(_ request: PodNetworkSetup.Request) async throws(CrispError) -> PodNetworkInfo {
+    try PodValidation.podID(request.podID)
+    if !request.hostname.isEmpty { try PodValidation.hostname(request.hostname) }
+    let sysctls = try request.sysctls.sorted { $0.key < $1.key }.map { name, value throws(CrispError) in
+      guard !value.contains("\n") else { throw CrispError(.invalidArgument, "sysctl \(name): value has a newline") }
+      return (path: try PodValidation.sysctlPath(name, hostNetwork: request.hostNetwork, hostIPC: request.hostIPC), value: value)
+    }
+    for mapping in request.portMappings {
+      guard (1...65535).contains(mapping.containerPort), (0...65535).contains(mapping.hostPort),
+        ["tcp", "udp", "sctp"].contains(mapping.protocol.lowercased())
+      else {
+        throw CrispError(.invalidArgument, "invalid port mapping \(mapping.protocol) \(mapping.hostPort):\(mapping.containerPort)")
+      }
+    }
+    await lock(request.podID)
+    defer { unlock(request.podID) }
+
+    if let existing = try store.load(request.podID) {
+      if existing.state == .ready { return existing.info }
+      // A setup cut off earlier (netd killed mid-ADD): clean it away, then start over.
+      try await tearDownLocked(request.podID)
+    }
+
+    var kinds: NamespacePinner.Kinds = []
+    if !request.hostNetwork { kinds.formUnion([.network, .uts]) }
+    if !request.hostIPC { kinds.insert(.ipc) }
+    let namespaces = try pinner.pin(
+      podID: request.podID, kinds: kinds, hostname: request.hostNetwork ? "" : request.hostname, sysctls: sysctls)
+
+    if request.hostNetwork {
+      let record = PodNetworkRecord(
+        podID: request.podID, state: .ready, namespaces: namespaces, hostNetwork: true, network: nil,
+        runtime: nil, runtimeConfig: [:], result: nil)
+      do {
+        try store.save(record)
+      } catch {
+        pinner.unpin(request.podID)
+        throw error
+      }
+      return record.info
+    }
+
+    let network: CNINetworkList
+    switch configs.load() {
+    case .success(let loaded): network = loaded
+    case .failure(let error):
+      pinner.unpin(request.podID)
+      throw CrispError(.failedPrecondition, "cannot set up the network of pod \(request.podID.prefix(12)): \(error.message)")
+    }
+    let runtime = CNIRuntime(
+      containerID: request.podID, netns: namespaces.network, ifName: "eth0",
+      args: [
+        "IgnoreUnknown=1", "K8S_POD_NAMESPACE=\(request.podNamespace)", "K8S_POD_NAME=\(request.podName)",
+        "K8S_POD_INFRA_CONTAINER_ID=\(request.podID)", "K8S_POD_UID=\(request.podUID)",
+      ].joined(separator: ";"))
+    let runtimeConfig = Self.runtimeConfig(request)
+    var record = PodNetworkRecord(
+      podID: request.podID, state: .adding, namespaces: namespaces, hostNetwork: false, network: network,
+      runtime: runtime, runtimeConfig: runtimeConfig, result: nil)
+    do {
+      try store.save(record)
+    } catch {
+      pinner.unpin(request.podID)
+      throw error
+    }
+
+    let started = ContinuousClock.now
+    do {
+      record.result = try await invoker.add(network, runtime: runtime, runtimeConfig: runtimeConfig)
+      record.state = .ready
+      try store.save(record)
+    } catch {
+      // Give back whatever the plugins that ran created: veth, IP lease, iptables rules.
+      do {
+        try await invoker.delete(network, runtime: runtime, runtimeConfig: runtimeConfig, cachedResult: record.result)
+      } catch let cleanup {
+        logger.warning("CNI DEL after a failed ADD failed", metadata: ["pod": "\(request.podID.prefix(12))", "error": "\(cleanup.message)"])
+      }
+      pinner.unpin(request.podID)
+      store.remove(request.podID)
+      throw error
+    }
+    logger.info(
+      "pod network ready",
+      metadata: [
+        "pod": "\(request.podID.prefix(12))", "network": "\(network.name)",
+        "ips": "\(record.info.ips.joined(separator: ","))", "elapsed": "\(ContinuousClock.now - started)",
+      ])
+    return record.info
+  }
+
+  func teardown(_ podID: String) async throws(CrispError) {
+    try PodValidation.podID(podID)
+    await lock(podID)
+    defer { unlock(podID) }
+    try await tearDownLocked(podID)
+  }
+
+  func status(_ podID: String) throws(CrispError) -> PodNetworkInfo {
+    try PodValidation.podID(podID)
+    guard let record = try store.load(podID) else {
+      throw CrispError(.notFound, "netd knows no pod \(podID)")
+    }
+    return record.info
+  }
+
+  func list() -> [PodNetworkInfo] {
+    store.all().map(\.info)
+  }
+
+  private func tearDownLocked(_ podID: String) async throws(CrispError) {
+    guard let record = try store.load(podID) else {
+      pinner.unpin(podID)
+      return
+    }
+    if let network = record.network, var runtime = record.runtime {
+      // After a reboot the namespace is gone: CNI wants an empty CNI_NETNS then.
+      if !NamespacePinner.isPinned(runtime.netns) { runtime.netns = "" }
+      try await invoker.delete(
+        network, runtime: runtime, runtimeConfig: record.runtimeConfig, cachedResult: record.result)
+    }
+    pinner.unpin(podID)
+    store.remove(podID)
+    logger.info("pod network removed", metadata: ["pod": "\(podID.prefix(12))"])
+  }
+
+  static func runtimeConfig(_ request: PodNetworkSetup.Request) -> [String: Any] {
+    var config: [String: Any] = [:]
+    config["portMappings"] = request.portMappings.map { mapping -> [String: Any] in
+      var entry: [String: Any] = [
+        "hostPort": Int(mapping.hostPort), "containerPort": Int(mapping.containerPort),
+        "protocol": mapping.protocol.lowercased(),
+      ]
+      if !mapping.hostIP.isEmpty { entry["hostIP"] = mapping.hostIP }
+      return entry
+    }
+    if let bandwidth = request.bandwidth {
+      config["bandwidth"] = [
+        "ingressRate": bandwidth.ingressRate, "ingressBurst": bandwidth.ingressBurst,
+        "egressRate": bandwidth.egressRate, "egressBurst": bandwidth.egressBurst,
+      ]
+    }
+    if let dns = request.dns {
+      config["dns"] = ["servers": dns.servers, "searches": dns.searches, "options": dns.options]
+    }
+    return config
+  }
+
+  private func lock(_ podID: String) async {
+    if busy[podID] == nil {
+      busy[podID] = []
+      return
+    }
+    await withCheckedContinuation { busy[podID, default: []].append($0) }
+  }
+
+  private func unlock(_ podID: String) {
+    guard var waiters = busy[podID] else { return }
+    if waiters.isEmpty {
+      busy[podID] = nil
+    } else {
+      let next = waiters.removeFirst()
+      busy[podID] = waiters
+      next.resume()
+    }
+  }
+}

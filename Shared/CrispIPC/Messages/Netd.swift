@@ -1,0 +1,143 @@
+/// Calls cri-frontd makes to netd: a pod's namespaces and its CNI network.
+
+/// The pinned namespace files of a pod; empty where the pod uses the host's.
+public struct PodNamespaces: Codable, Sendable, Equatable {
+  public var network: String
+  public var ipc: String
+  public var uts: String
+
+  public init(network: String = "", ipc: String = "", uts: String = "") {
+    self.network = network
+    self.ipc = ipc
+    self.uts = uts
+  }
+}
+
+/// One CRI port mapping, handed to CNI as the `portMappings` capability.
+public struct PortMapping: Codable, Sendable, Equatable {
+  /// "tcp", "udp" or "sctp".
+  public var `protocol`: String
+  public var containerPort: Int32
+  public var hostPort: Int32
+  public var hostIP: String
+
+  public init(protocol: String = "tcp", containerPort: Int32, hostPort: Int32, hostIP: String = "") {
+    self.protocol = `protocol`
+    self.containerPort = containerPort
+    self.hostPort = hostPort
+    self.hostIP = hostIP
+  }
+}
+
+/// Traffic shaping in bits per second, handed to CNI as the `bandwidth` capability.
+public struct Bandwidth: Codable, Sendable, Equatable {
+  public var ingressRate: Int64
+  public var ingressBurst: Int64
+  public var egressRate: Int64
+  public var egressBurst: Int64
+
+  public init(ingressRate: Int64 = 0, ingressBurst: Int64 = 0, egressRate: Int64 = 0, egressBurst: Int64 = 0) {
+    self.ingressRate = ingressRate
+    self.ingressBurst = ingressBurst
+    self.egressRate = egressRate
+    self.egressBurst = egressBurst
+  }
+}
+
+/// The pod's DNS settings, handed to CNI as the `dns` capability.
+public struct DNSSettings: Codable, Sendable, Equatable {
+  public var servers: [String]
+  public var searches: [String]
+  public var options: [String]
+
+  public init(servers: [String] = [], searches: [String] = [], options: [String] = []) {
+    self.servers = servers
+    self.searches = searches
+    self.options = options
+  }
+}
+
+/// What netd knows of one pod's network.
+public struct PodNetworkInfo: Codable, Sendable, Equatable {
+  public var podID: String
+  public var namespaces: PodNamespaces
+  /// Addresses without prefix length, IPv4 first (the CRI's `network.ip`), then the rest.
+  public var ips: [String]
+  /// The CNI network the pod joined; empty for host-network pods.
+  public var network: String
+
+  public init(podID: String, namespaces: PodNamespaces, ips: [String], network: String) {
+    self.podID = podID
+    self.namespaces = namespaces
+    self.ips = ips
+    self.network = network
+  }
+}
+
+/// Creates and pins the pod's namespaces and runs CNI ADD. Setting up a pod that is
+/// already set up answers its existing network.
+public enum PodNetworkSetup: IPCMethod {
+  public static let name = "netd.setup"
+  public struct Request: Codable, Sendable, Equatable {
+    public var podID: String
+    public var podName: String
+    public var podNamespace: String
+    public var podUID: String
+    public var hostNetwork: Bool
+    public var hostIPC: Bool
+    public var hostname: String
+    /// Namespaced sysctls (`net.*` unless host network, `kernel.shm*`, `kernel.msg*`,
+    /// `kernel.sem`, `fs.mqueue.*` unless host IPC).
+    public var sysctls: [String: String]
+    public var portMappings: [PortMapping]
+    public var bandwidth: Bandwidth?
+    public var dns: DNSSettings?
+
+    public init(
+      podID: String, podName: String, podNamespace: String, podUID: String, hostNetwork: Bool = false,
+      hostIPC: Bool = false, hostname: String = "", sysctls: [String: String] = [:],
+      portMappings: [PortMapping] = [], bandwidth: Bandwidth? = nil, dns: DNSSettings? = nil
+    ) {
+      self.podID = podID
+      self.podName = podName
+      self.podNamespace = podNamespace
+      self.podUID = podUID
+      self.hostNetwork = hostNetwork
+      self.hostIPC = hostIPC
+      self.hostname = hostname
+      self.sysctls = sysctls
+      self.portMappings = portMappings
+      self.bandwidth = bandwidth
+      self.dns = dns
+    }
+  }
+  public typealias Response = PodNetworkInfo
+}
+
+/// Runs CNI DEL (from the cached ADD, also after a restart) and unpins the namespaces.
+/// Tearing down a pod netd does not know succeeds.
+public enum PodNetworkTeardown: IPCMethod {
+  public static let name = "netd.teardown"
+  public struct Request: Codable, Sendable, Equatable {
+    public var podID: String
+    public init(podID: String) { self.podID = podID }
+  }
+  public typealias Response = Empty
+}
+
+/// The pod's namespaces and IPs from netd's cache; `notFound` for an unknown pod.
+public enum PodNetworkStatus: IPCMethod {
+  public static let name = "netd.status"
+  public typealias Request = PodNetworkTeardown.Request
+  public typealias Response = PodNetworkInfo
+}
+
+/// Every pod netd has set up.
+public enum PodNetworkList: IPCMethod {
+  public static let name = "netd.list"
+  public typealias Request = Empty
+  public struct Response: Codable, Sendable, Equatable {
+    public var pods: [PodNetworkInfo]
+    public init(pods: [PodNetworkInfo]) { self.pods = pods }
+  }
+}
