@@ -60,7 +60,7 @@ install: release cni-config
 	-[ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && systemctl daemon-reload
 
 uninstall:
-	for d in $(DAEMONS); do rm -f $(DESTDIR)$(BINDIR)/$$d; done
+	for d in $(DAEMONS) crispctl; do rm -f $(DESTDIR)$(BINDIR)/$$d; done
 	rm -f $(DESTDIR)/etc/systemd/system/crisp-*.service $(DESTDIR)/etc/systemd/system/crisp.target
 
 # A fresh node gets a working pod network (bridge crisp0, 10.86.0.0/16); an

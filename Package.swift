@@ -11,6 +11,7 @@ let package = Package(
     .executable(name: "imaged", targets: ["imaged"]),
     .executable(name: "netd", targets: ["netd"]),
     .executable(name: "shimd", targets: ["shimd"]),
+    .executable(name: "crispctl", targets: ["crispctl"]),
     .executable(name: "crisp-bench", targets: ["crisp-bench"]),
   ],
   dependencies: [
@@ -99,6 +100,14 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Services/shimd"),
+
+    .executableTarget(
+      name: "crispctl",
+      dependencies: [
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispLinux",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Services/crispctl"),
 
     .executableTarget(
       name: "crisp-bench",
