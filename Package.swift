@@ -87,7 +87,7 @@ let package = Package(
     .executableTarget(
       name: "netd",
       dependencies: [
-        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon",
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

@@ -35,6 +35,7 @@ struct NetdCommand: AsyncParsableCommand {
       invoker: CNIInvoker(
         pluginDirs: config.netd.cniPluginDirs, timeoutMs: config.netd.cniPluginTimeoutMs, logger: logger),
       store: PodNetworkStore(directory: paths.cniCacheDir + "/pods"),
+      lockTimeoutMs: config.ipc.requestTimeoutMs,
       logger: logger)
 
     let identity = DaemonIdentity(name: "netd")

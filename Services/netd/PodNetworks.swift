@@ -11,9 +11,15 @@ actor PodNetworks {
   private let invoker: CNIInvoker
   private let store: PodNetworkStore
   private let logger: Logger
-  private var busy: [String: [CheckedContinuation<Void, Never>]] = [:]
+  private let lockTimeoutMs: Int
+  private var busy: [String: [(id: UInt64, continuation: CheckedContinuation<Bool, Never>)]] = [:]
+  private var nextWaiter: UInt64 = 0
 
-  init(pinner: NamespacePinner, configs: CNIConfigDirectory, invoker: CNIInvoker, store: PodNetworkStore, logger: Logger) {
+  init(
+    pinner: NamespacePinner, configs: CNIConfigDirectory, invoker: CNIInvoker, store: PodNetworkStore,
+    lockTimeoutMs: Int, logger: Logger
+  ) {
+    self.lockTimeoutMs = lockTimeoutMs
     self.pinner = pinner
     self.configs = configs
     self.invoker = invoker
@@ -24,6 +30,9 @@ actor PodNetworks {
   func setup(_ request: PodNetworkSetup.Request) async throws(CrispError) -> PodNetworkInfo {
     try PodValidation.podID(request.podID)
     if !request.hostname.isEmpty { try PodValidation.hostname(request.hostname) }
+    try PodValidation.cniArgument("pod name", request.podName)
+    try PodValidation.cniArgument("pod namespace", request.podNamespace)
+    try PodValidation.cniArgument("pod UID", request.podUID)
     let sysctls = try request.sysctls.sorted { $0.key < $1.key }.map { name, value throws(CrispError) in
       guard !value.contains("\n") else { throw CrispError(.invalidArgument, "sysctl \(name): value has a newline") }
       return (path: try PodValidation.sysctlPath(name, hostNetwork: request.hostNetwork, hostIPC: request.hostIPC), value: value)
@@ -35,7 +44,7 @@ actor PodNetworks {
         throw CrispError(.invalidArgument, "invalid port mapping \(mapping.protocol) \(mapping.hostPort):\(mapping.containerPort)")
       }
     }
-    await lock(request.podID)
+    try await lock(request.podID)
     defer { unlock(request.podID) }
 
     if let existing = try store.load(request.podID) {
@@ -47,44 +56,53 @@ actor PodNetworks {
     var kinds: NamespacePinner.Kinds = []
     if !request.hostNetwork { kinds.formUnion([.network, .uts]) }
     if !request.hostIPC { kinds.insert(.ipc) }
-    let namespaces = try pinner.pin(
-      podID: request.podID, kinds: kinds, hostname: request.hostNetwork ? "" : request.hostname, sysctls: sysctls)
+    let namespaces = pinner.paths(request.podID, kinds: kinds)
 
-    if request.hostNetwork {
-      let record = PodNetworkRecord(
-        podID: request.podID, state: .ready, namespaces: namespaces, hostNetwork: true, network: nil,
-        runtime: nil, runtimeConfig: [:], result: nil)
+    var network: CNINetworkList? = nil
+    var runtime: CNIRuntime? = nil
+    let runtimeConfig = Self.runtimeConfig(request)
+    if !request.hostNetwork {
+      switch configs.load() {
+      case .success(let loaded):
+        // A missing plugin binary is refused before anything is created.
+        for type in loaded.pluginTypes { _ = try invoker.pluginPath(type) }
+        network = loaded
+      case .failure(let error):
+        throw CrispError(
+          .failedPrecondition, "cannot set up the network of pod \(request.podID.prefix(12)): \(error.message)")
+      }
+      runtime = CNIRuntime(
+        containerID: request.podID, netns: namespaces.network, ifName: "eth0",
+        args: [
+          "IgnoreUnknown=1", "K8S_POD_NAMESPACE=\(request.podNamespace)", "K8S_POD_NAME=\(request.podName)",
+          "K8S_POD_INFRA_CONTAINER_ID=\(request.podID)", "K8S_POD_UID=\(request.podUID)",
+        ].joined(separator: ";"))
+    }
+
+    // Recorded before anything is created, so that whatever a crash leaves behind
+    // (pinned namespaces, a half-done ADD) is found and torn down later.
+    var record = PodNetworkRecord(
+      podID: request.podID, state: .adding, namespaces: namespaces, hostNetwork: request.hostNetwork,
+      network: network, runtime: runtime, runtimeConfig: runtimeConfig, result: nil)
+    try store.save(record)
+    do {
+      _ = try pinner.pin(
+        podID: request.podID, kinds: kinds, hostname: request.hostNetwork ? "" : request.hostname, sysctls: sysctls)
+    } catch {
+      store.remove(request.podID)
+      throw error
+    }
+
+    guard let network, let runtime else {
+      record.state = .ready
       do {
         try store.save(record)
       } catch {
         pinner.unpin(request.podID)
+        store.remove(request.podID)
         throw error
       }
       return record.info
-    }
-
-    let network: CNINetworkList
-    switch configs.load() {
-    case .success(let loaded): network = loaded
-    case .failure(let error):
-      pinner.unpin(request.podID)
-      throw CrispError(.failedPrecondition, "cannot set up the network of pod \(request.podID.prefix(12)): \(error.message)")
-    }
-    let runtime = CNIRuntime(
-      containerID: request.podID, netns: namespaces.network, ifName: "eth0",
-      args: [
-        "IgnoreUnknown=1", "K8S_POD_NAMESPACE=\(request.podNamespace)", "K8S_POD_NAME=\(request.podName)",
-        "K8S_POD_INFRA_CONTAINER_ID=\(request.podID)", "K8S_POD_UID=\(request.podUID)",
-      ].joined(separator: ";"))
-    let runtimeConfig = Self.runtimeConfig(request)
-    var record = PodNetworkRecord(
-      podID: request.podID, state: .adding, namespaces: namespaces, hostNetwork: false, network: network,
-      runtime: runtime, runtimeConfig: runtimeConfig, result: nil)
-    do {
-      try store.save(record)
-    } catch {
-      pinner.unpin(request.podID)
-      throw error
     }
 
     let started = ContinuousClock.now
@@ -97,7 +115,11 @@ actor PodNetworks {
       do {
         try await invoker.delete(network, runtime: runtime, runtimeConfig: runtimeConfig, cachedResult: record.result)
       } catch let cleanup {
-        logger.warning("CNI DEL after a failed ADD failed", metadata: ["pod": "\(request.podID.prefix(12))", "error": "\(cleanup.message)"])
+        // Keep the record and the namespace: a later teardown retries the DEL.
+        logger.warning(
+          "CNI DEL after a failed ADD failed; teardown will retry",
+          metadata: ["pod": "\(request.podID.prefix(12))", "error": "\(cleanup.message)"])
+        throw error
       }
       pinner.unpin(request.podID)
       store.remove(request.podID)
@@ -114,7 +136,7 @@ actor PodNetworks {
 
   func teardown(_ podID: String) async throws(CrispError) {
     try PodValidation.podID(podID)
-    await lock(podID)
+    try await lock(podID)
     defer { unlock(podID) }
     try await tearDownLocked(podID)
   }
@@ -169,14 +191,36 @@ actor PodNetworks {
     return config
   }
 
-  private func lock(_ podID: String) async {
+  /// Waits for the pod's turn, at most `lockTimeoutMs`: a caller that gave up must not
+  /// keep a server worker waiting behind a slow CNI plugin.
+  private func lock(_ podID: String) async throws(CrispError) {
     if busy[podID] == nil {
       busy[podID] = []
       return
     }
-    await withCheckedContinuation { busy[podID, default: []].append($0) }
+    nextWaiter += 1
+    let id = nextWaiter
+    let timeout = lockTimeoutMs
+    let acquired = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+      busy[podID, default: []].append((id, continuation))
+      Task {
+        try? await Task.sleep(for: .milliseconds(timeout))
+        self.expire(podID, id)
+      }
+    }
+    guard acquired else {
+      throw CrispError(
+        .unavailable, "pod \(podID.prefix(12)) is busy with another network operation; try again")
+    }
   }
 
+  private func expire(_ podID: String, _ id: UInt64) {
+    guard let index = busy[podID]?.firstIndex(where: { $0.id == id }) else { return }
+    let waiter = busy[podID]!.remove(at: index)
+    waiter.continuation.resume(returning: false)
+  }
+
+  /// Hands the pod to the next waiter, if any.
   private func unlock(_ podID: String) {
     guard var waiters = busy[podID] else { return }
     if waiters.isEmpty {
@@ -184,7 +228,7 @@ actor PodNetworks {
     } else {
       let next = waiters.removeFirst()
       busy[podID] = waiters
-      next.resume()
+      next.continuation.resume(returning: true)
     }
   }
 }

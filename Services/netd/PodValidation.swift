@@ -10,6 +10,16 @@ enum PodValidation {
     }
   }
 
+  /// Pod name, namespace and UID go into CNI_ARGS (`K=V;K=V`): a ';' or '=' there
+  /// would add arguments of the caller's choosing (host-local honours `IP=`).
+  static func cniArgument(_ what: String, _ value: String) throws(CrispError) {
+    guard value.utf8.count <= 253,
+      value.utf8.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") })
+    else {
+      throw CrispError(.invalidArgument, "invalid \(what) \"\(value.prefix(80))\": letters, digits, '-', '.' and '_' only")
+    }
+  }
+
   /// RFC 1123 host name as the kernel takes it (at most 64 bytes).
   static func hostname(_ name: String) throws(CrispError) {
     guard name.utf8.count <= 64,

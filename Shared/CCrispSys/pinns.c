@@ -49,8 +49,12 @@ static int pin_child(void *arg) {
     if (fd < 0) return fail(req, 3, i);
     size_t len = strlen(req->sysctl_values[i]);
     ssize_t n = write(fd, req->sysctl_values[i], len);
+    int saved = errno;
     close(fd);
-    if (n != (ssize_t)len) return fail(req, 4, i);
+    if (n != (ssize_t)len) {
+      errno = n < 0 ? saved : EIO;
+      return fail(req, 4, i);
+    }
   }
   static const char *const sources[3] = {"/proc/self/ns/net", "/proc/self/ns/ipc", "/proc/self/ns/uts"};
   for (int i = 0; i < 3; i++) {
@@ -97,9 +101,18 @@ int crisp_pin_namespaces(int kinds, const char *net_path, const char *ipc_path, 
     return -1;
   }
   int status = 0;
-  while (waitpid(pid, &status, __WALL) < 0 && errno == EINTR) {
+  pid_t waited;
+  while ((waited = waitpid(pid, &status, __WALL)) < 0 && errno == EINTR) {
   }
+  int wait_errno = errno;
   free(stack);
+  if (waited != pid) {
+    // Someone else reaped the child: whether it pinned anything is unknown.
+    unmount_pins(&req, 3);
+    err->step = 1;
+    err->error = waited < 0 ? wait_errno : ECHILD;
+    return -1;
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     *err = req.err;
     if (err->step == 0) {
@@ -112,6 +125,9 @@ int crisp_pin_namespaces(int kinds, const char *net_path, const char *ipc_path, 
 }
 
 int crisp_unpin_namespace(const char *path) {
-  if (umount2(path, MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) return -1;
-  return 0;
+  // Mounts may be stacked (a pin repeated after a crash): detach until none is left.
+  for (int i = 0; i < 64; i++) {
+    if (umount2(path, MNT_DETACH) != 0) return (errno == EINVAL || errno == ENOENT) ? 0 : -1;
+  }
+  return -1;
 }

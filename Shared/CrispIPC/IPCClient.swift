@@ -30,7 +30,8 @@ public final class IPCClient: Sendable {
     let arg = Unmanaged.passUnretained(pipes).toOpaque()
     do {
       try nngCheck(
-        nng_pipe_notify(socket.raw, NNG_PIPE_EV_ADD_POST, { _, _, arg in
+        // ADD_PRE pairs with REM_POST for every pipe, even one refused during its handshake.
+        nng_pipe_notify(socket.raw, NNG_PIPE_EV_ADD_PRE, { _, _, arg in
           Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue().count.add(1, ordering: .relaxed)
         }, arg), "watch connections")
       try nngCheck(

@@ -1,3 +1,4 @@
+import CNNG
 import CrispCore
 import CrispTestSupport
 import Foundation
@@ -147,8 +148,23 @@ import Testing
     let address = "ipc://\(dir)/events.ipc"
     let receiver = try IPCEventReceiver(address: address, logger: .init(label: "test"))
     defer { receiver.close() }
-    let sender = try IPCEventSender(address: address)
+    // A lost event must fail the test, not hang it.
+    let watchdog = Task {
+      try await Task.sleep(for: .seconds(20))
+      receiver.close()
+    }
+    defer { watchdog.cancel() }
 
+    // Garbage first, from a raw PUSH socket: it is dropped, not delivered, not fatal.
+    let raw = try NNGSocket(.push)
+    defer { raw.close() }
+    try raw.dial(address)
+    for garbage in ["not json", #"{"v":9,"event":"container.exited","data":{}}"#, #"{"v":1}"#] {
+      var bytes = Array(garbage.utf8)
+      #expect(nng_send(raw.raw, &bytes, bytes.count, 0) == 0)
+    }
+
+    let sender = try IPCEventSender(address: address)
     let event = ContainerExitedEvent(
       containerID: String(repeating: "a", count: 64), exitCode: 137, finishedAt: 42, oomKilled: true)
     try await sender.send(event)

@@ -69,3 +69,43 @@ import Testing
     #expect(try ProcessControl.isChildSubreaper() == false)
   }
 }
+
+@Suite struct ChildProcessTests {
+  @Test func passesStdinAndCollectsOutputAndStatus() async throws {
+    let output = try await ChildProcess.run(
+      path: "/bin/sh", arguments: ["-c", "cat; echo err >&2; exit 3"], environment: [:],
+      stdin: Array("hello".utf8), timeoutMs: 10_000)
+    #expect(String(decoding: output.stdout, as: UTF8.self) == "hello")
+    #expect(String(decoding: output.stderr, as: UTF8.self) == "err\n")
+    #expect(output.status == 3)
+    #expect(!output.timedOut)
+  }
+
+  @Test func aTimeoutKillsTheWholeGroupEvenWhenAGrandchildHoldsThePipe() async throws {
+    let clock = ContinuousClock()
+    let started = clock.now
+    let output = try await ChildProcess.run(
+      path: "/bin/sh", arguments: ["-c", "sleep 100 & sleep 100"], environment: [:], timeoutMs: 300)
+    #expect(output.timedOut)
+    #expect(clock.now - started < .seconds(10))
+  }
+
+  @Test func childrenStartWithDefaultSignalDispositions() async throws {
+    // Daemons ignore SIGPIPE; a child must not inherit that (ignored signals survive exec).
+    let previous = signal(SIGPIPE, SIG_IGN)
+    defer { signal(SIGPIPE, previous) }
+    let output = try await ChildProcess.run(
+      path: "/bin/sh", arguments: ["-c", "grep SigIgn /proc/self/status"], environment: [:], timeoutMs: 10_000)
+    let mask = String(decoding: output.stdout, as: UTF8.self).split(separator: "\t").last.map {
+      UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines), radix: 16) ?? 0
+    }
+    #expect(mask.map { $0 & (1 << (UInt64(SIGPIPE) - 1)) } == 0)
+  }
+
+  @Test func aMissingProgramIsAClearError() async throws {
+    let error = await #expect(throws: CrispError.self) {
+      try await ChildProcess.run(path: "/nonexistent/plugin", environment: [:], timeoutMs: 1_000)
+    }
+    #expect(error?.message.contains("/nonexistent/plugin") == true)
+  }
+}

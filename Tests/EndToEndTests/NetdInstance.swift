@@ -126,8 +126,15 @@ final class NetdInstance: @unchecked Sendable {
 
   func destroy() async {
     if let process, process.isRunning {
+      // Pods a failed test left: CNI DEL removes their iptables rules and leases too.
+      if let pods = try? await client.call(PodNetworkList.self, timeoutMs: 5_000) {
+        for pod in pods.pods { _ = try? await teardown(pod.podID) }
+      }
       Glibc.kill(process.processIdentifier, SIGTERM)
-      process.waitUntilExit()
+      if (try? await waitUntil("netd exits", timeout: .seconds(10), { !process.isRunning })) == nil {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+      }
     }
     // Whatever a failed test left pinned.
     for line in mounts() {

@@ -38,10 +38,12 @@ public func waitUntil(
   throw TimedOut(what: what)
 }
 
-/// Runs a program to completion and returns its exit status and combined output.
-public func runProgram(_ path: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (
-  status: Int32, output: String
-) {
+/// Runs a program to completion and returns its exit status and combined output. A
+/// program still running after `timeout` is killed (and reported as status 137), so a
+/// daemon that should have refused to start fails the test instead of hanging it.
+public func runProgram(
+  _ path: String, _ arguments: [String], environment: [String: String]? = nil, timeout: TimeInterval = 60
+) throws -> (status: Int32, output: String) {
   let process = Process()
   process.executableURL = URL(fileURLWithPath: path)
   process.arguments = arguments
@@ -50,8 +52,12 @@ public func runProgram(_ path: String, _ arguments: [String], environment: [Stri
   process.standardOutput = pipe
   process.standardError = pipe
   try process.run()
+  let pid = process.processIdentifier
+  let killer = DispatchWorkItem { kill(pid, SIGKILL) }
+  DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
   let data = pipe.fileHandleForReading.readDataToEndOfFile()
   process.waitUntilExit()
+  killer.cancel()
   return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 

@@ -1,4 +1,5 @@
 import CrispCore
+import CrispLinux
 import Foundation
 import Logging
 
@@ -105,8 +106,12 @@ struct CNIInvoker: Sendable {
       "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     ]
     let started = ContinuousClock.now
-    let output = try await PluginProcess.run(
-      path: path, environment: environment, stdin: stdin, timeoutMs: timeoutMs, name: type)
+    let output = try await ChildProcess.run(
+      path: path, environment: environment, stdin: Array(stdin), timeoutMs: timeoutMs)
+    if output.timedOut {
+      throw CrispError(
+        .deadlineExceeded, "CNI plugin \(type) (\(command.rawValue)) timed out after \(timeoutMs) ms and was killed")
+    }
     logger.debug(
       "CNI plugin finished",
       metadata: [
@@ -117,7 +122,8 @@ struct CNIInvoker: Sendable {
       throw CrispError(.internal, "CNI plugin \(type) failed (\(command.rawValue)): \(Self.describeFailure(output))")
     }
     guard command == .add else { return nil }
-    guard let object = try? JSONSerialization.jsonObject(with: output.stdout), let result = object as? [String: Any]
+    guard let object = try? JSONSerialization.jsonObject(with: Data(output.stdout)),
+      let result = object as? [String: Any]
     else {
       throw CrispError(.internal, "CNI plugin \(type) returned no JSON result for ADD")
     }
@@ -125,8 +131,8 @@ struct CNIInvoker: Sendable {
   }
 
   /// The plugin's own error (CNI error JSON: code, msg, details), else its stderr.
-  static func describeFailure(_ output: PluginProcess.Output) -> String {
-    if let object = try? JSONSerialization.jsonObject(with: output.stdout) as? [String: Any],
+  static func describeFailure(_ output: ChildProcess.Output) -> String {
+    if let object = try? JSONSerialization.jsonObject(with: Data(output.stdout)) as? [String: Any],
       let message = object["msg"] as? String
     {
       var text = message
@@ -147,83 +153,5 @@ struct CNIInvoker: Sendable {
       return String(address.split(separator: "/").first ?? "")
     }
     return ips.filter { !$0.contains(":") } + ips.filter { $0.contains(":") }
-  }
-}
-
-/// One plugin execution with a deadline.
-enum PluginProcess {
-  struct Output: Sendable {
-    var status: Int32
-    var stdout: Data
-    var stderr: Data
-  }
-
-  static func run(path: String, environment: [String: String], stdin: Data, timeoutMs: Int, name: String)
-    async throws(CrispError) -> Output
-  {
-    let result: Result<Output, CrispError> = await withCheckedContinuation { continuation in
-      DispatchQueue.global().async {
-        continuation.resume(returning: runBlocking(path: path, environment: environment, stdin: stdin,
-          timeoutMs: timeoutMs, name: name))
-      }
-    }
-    return try result.get()
-  }
-
-  private static func runBlocking(path: String, environment: [String: String], stdin: Data, timeoutMs: Int, name: String)
-    -> Result<Output, CrispError>
-  {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.environment = environment
-    let input = Pipe()
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardInput = input
-    process.standardOutput = output
-    process.standardError = errors
-    do {
-      try process.run()
-    } catch {
-      return .failure(CrispError(.internal, "cannot run CNI plugin \(name): \(error)"))
-    }
-    let timedOut = ManagedFlag()
-    let killer = DispatchWorkItem {
-      timedOut.set()
-      kill(process.processIdentifier, SIGKILL)
-    }
-    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(timeoutMs), execute: killer)
-    // A plugin that exits without reading its config must not kill us with SIGPIPE.
-    try? input.fileHandleForWriting.write(contentsOf: stdin)
-    try? input.fileHandleForWriting.close()
-    let errorData = ManagedData()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async {
-      errorData.set(errors.fileHandleForReading.readDataToEndOfFile())
-      group.leave()
-    }
-    let out = output.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    process.waitUntilExit()
-    killer.cancel()
-    if timedOut.isSet {
-      return .failure(CrispError(.deadlineExceeded, "CNI plugin \(name) timed out after \(timeoutMs) ms and was killed"))
-    }
-    return .success(Output(status: process.terminationStatus, stdout: out, stderr: errorData.get()))
-  }
-
-  private final class ManagedFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    func set() { lock.withLock { value = true } }
-    var isSet: Bool { lock.withLock { value } }
-  }
-
-  private final class ManagedData: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = Data()
-    func set(_ data: Data) { lock.withLock { value = data } }
-    func get() -> Data { lock.withLock { value } }
   }
 }

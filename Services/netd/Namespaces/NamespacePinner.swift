@@ -34,6 +34,8 @@ struct NamespacePinner: Sendable {
   {
     let namespaces = paths(podID, kinds: kinds)
     guard !kinds.isEmpty else { return namespaces }
+    // Whatever an earlier, interrupted attempt left: never stack a second pin on it.
+    unpin(podID)
     try makeDirectories(directory, mode: 0o711)
     let dir = podDirectory(podID)
     if mkdir(dir, 0o711) != 0 && errno != EEXIST {

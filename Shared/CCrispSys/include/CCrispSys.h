@@ -17,6 +17,14 @@ pid_t crisp_gettid(void);
 int crisp_pidfd_open(pid_t pid);
 
 
+/// posix_spawn with what a child of a crisp daemon needs: every signal back to its
+/// default disposition (daemons ignore SIGPIPE/SIGTERM/SIGINT, and ignored signals
+/// survive exec), an empty signal mask, optionally a process group of its own (so a
+/// timeout can kill everything it started), and stdin/stdout/stderr from the given
+/// descriptors. Returns 0 or an errno value.
+int crisp_spawn(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd,
+                int stderr_fd, int new_process_group, pid_t *pid);
+
 /// Namespaces to create for a pod (CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS as bits).
 enum {
   CRISP_NS_NET = 1,

@@ -1,0 +1,79 @@
+import CrispCore
+import CrispIPC
+import CrispTestSupport
+import Foundation
+import Testing
+
+/// netd when plugins and callers misbehave.
+@Suite struct NetdFailureTests {
+  @Test func aFailedCleanupKeepsTheRecordSoTeardownRetries() async throws {
+    try await withNetd { netd in
+      let script = netd.pluginDir + "/crisp-flaky"
+      let marker = netd.dir + "/del-fails"
+      try """
+      #!/bin/sh
+      cat > /dev/null
+      if [ "$CNI_COMMAND" = ADD ]; then echo '{"code": 11, "msg": "add refused"}'; exit 1; fi
+      if [ -e \(marker) ]; then echo '{"code": 11, "msg": "del refused"}'; exit 1; fi
+      exit 0
+      """.write(toFile: script, atomically: true, encoding: .utf8)
+      chmod(script, 0o755)
+      _ = FileManager.default.createFile(atPath: marker, contents: nil)
+      try netd.writeBridgeConfig(extraPlugins: [#"{"type": "crisp-flaky"}"#])
+      try await netd.start()
+
+      let id = NetdInstance.podID()
+      let error = await #expect(throws: CrispError.self) { try await netd.setup(id) }
+      #expect(error?.message.contains("add refused") == true)
+      // DEL failed too: the pod is still known, so its lease is not lost for good.
+      let list = try await netd.client.call(PodNetworkList.self)
+      #expect(list.pods.map(\.podID) == [id])
+      let failedTeardown = await #expect(throws: CrispError.self) { try await netd.teardown(id) }
+      #expect(failedTeardown?.message.contains("del refused") == true)
+
+      try FileManager.default.removeItem(atPath: marker)
+      try await netd.teardown(id)
+      #expect(netd.leasedIPs().isEmpty)
+      #expect(netd.mounts().isEmpty)
+      #expect(try netd.bridgePorts().isEmpty)
+    }
+  }
+
+  @Test func podNamesCannotSmuggleCNIArguments() async throws {
+    try await withNetd { netd in
+      try netd.writeBridgeConfig()
+      try await netd.start()
+      let injected = await #expect(throws: CrispError.self) {
+        try await netd.setup(NetdInstance.podID(), name: "x;IP=\(netd.subnetPrefix).9")
+      }
+      #expect(injected?.code == .invalidArgument)
+      #expect(injected?.message.contains("pod name") == true)
+      #expect(netd.leasedIPs().isEmpty)
+    }
+  }
+
+  @Test func aHungPluginIsKilledAtItsDeadline() async throws {
+    try await withNetd { netd in
+      let script = netd.pluginDir + "/crisp-hang"
+      // The grandchild keeps stdout open: the deadline must still end the call.
+      try """
+      #!/bin/sh
+      cat > /dev/null
+      if [ "$CNI_COMMAND" = ADD ]; then sleep 300 & sleep 300; fi
+      exit 0
+      """.write(toFile: script, atomically: true, encoding: .utf8)
+      chmod(script, 0o755)
+      try netd.writeBridgeConfig(extraPlugins: [#"{"type": "crisp-hang"}"#])
+      let config = try String(contentsOfFile: netd.dir + "/crisp.toml", encoding: .utf8)
+      try config.replacingOccurrences(of: "cni_plugin_timeout_ms = 20000", with: "cni_plugin_timeout_ms = 500")
+        .write(toFile: netd.dir + "/crisp.toml", atomically: true, encoding: .utf8)
+      try await netd.start()
+
+      let error = await #expect(throws: CrispError.self) { try await netd.setup(NetdInstance.podID()) }
+      #expect(error?.code == .deadlineExceeded)
+      #expect(error?.message.contains("crisp-hang") == true)
+      #expect(netd.leasedIPs().isEmpty)
+      #expect(netd.mounts().isEmpty)
+    }
+  }
+}
