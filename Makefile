@@ -97,7 +97,7 @@ generate: deps
 	python3 Shared/CRIAPI/generate-defaults.py Shared/CRIAPI/api.grpc.swift Shared/CRIAPI/UnimplementedDefaults.swift
 
 format:
-	$(SWIFT) format --in-place --recursive Package.swift Services Shared/CrispCore Shared/CrispConfig \
+	$(SWIFT) format --in-place --recursive --configuration .swift-format Package.swift Services Shared/CrispCore Shared/CrispConfig \
 	  Shared/CrispIPC Shared/CrispLinux Shared/CrispDaemon Tests bench
 
 clean:

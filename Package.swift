@@ -134,7 +134,8 @@ let package = Package(
       path: "Tests/CrispLinuxTests"),
     .testTarget(
       name: "EndToEndTests",
-      dependencies: ["CrispTestSupport", 
+      dependencies: [
+        "CrispTestSupport",
         "CrispCore", "CrispIPC", "CRIAPI",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),

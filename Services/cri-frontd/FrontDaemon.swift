@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import CrispConfig
 import CrispCore
 import CrispDaemon
@@ -8,6 +5,10 @@ import CrispLinux
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Start-up and shutdown of cri-frontd.
 enum FrontDaemon {
@@ -43,7 +44,8 @@ enum FrontDaemon {
     let server = GRPCServer(
       transport: .http2NIOPosix(listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext),
       services: [
-        RuntimeService(peers: peers, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
+        RuntimeService(
+          peers: peers, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
           identity: DaemonIdentity(name: "cri-frontd"), logger: logger),
         ImageService(peers: peers, logger: logger),
       ])

@@ -43,11 +43,14 @@ struct Status: AsyncParsableCommand {
     let paths = config.paths
     var anyDown = false
     for (name, socket) in [("imaged", paths.imagedSocket), ("netd", paths.netdSocket)] {
-      let client = try IPCClient(peer: name, address: CrispPaths.ipcAddress(socket), defaultTimeoutMs: options.timeoutMs)
+      let client = try IPCClient(
+        peer: name, address: CrispPaths.ipcAddress(socket), defaultTimeoutMs: options.timeoutMs)
       do {
         let health = try await client.call(Health.self)
-        print(describe(name: name, pid: health.pid, version: health.version, uptime: health.uptimeSeconds,
-          ready: health.ready, note: health.message))
+        print(
+          describe(
+            name: name, pid: health.pid, version: health.version, uptime: health.uptimeSeconds,
+            ready: health.ready, note: health.message))
       } catch {
         anyDown = true
         print("\(name): down (\(error.message))")
@@ -114,7 +117,8 @@ struct IPC: AsyncParsableCommand {
     }
     let request = try JSONSerialization.data(
       withJSONObject: ["v": IPCProtocol.version, "method": method, "params": object], options: [.sortedKeys])
-    let client = try IPCClient(peer: daemon, address: CrispPaths.ipcAddress(socket), defaultTimeoutMs: options.timeoutMs)
+    let client = try IPCClient(
+      peer: daemon, address: CrispPaths.ipcAddress(socket), defaultTimeoutMs: options.timeoutMs)
     defer { client.close() }
     let reply = try await client.roundTrip(Array(request), method: method, timeoutMs: options.timeoutMs)
     print(String(decoding: reply, as: UTF8.self))
@@ -131,11 +135,13 @@ struct Shims: AsyncParsableCommand {
   func run() async throws {
     let config = try options.load()
     let dir = config.paths.shimsDir
-    let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".ipc") }.sorted()
+    let names = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".ipc") }
+      .sorted()
     if names.isEmpty { print("no shims in \(dir)") }
     for name in names {
       let id = String(name.dropLast(4))
-      let client = try IPCClient(peer: "shimd", address: CrispPaths.ipcAddress(dir + "/" + name), defaultTimeoutMs: options.timeoutMs)
+      let client = try IPCClient(
+        peer: "shimd", address: CrispPaths.ipcAddress(dir + "/" + name), defaultTimeoutMs: options.timeoutMs)
       do {
         let health = try await client.call(Health.self)
         print("\(id) pid=\(health.pid) uptime=\(String(format: "%.1f", health.uptimeSeconds))s")
@@ -152,7 +158,8 @@ struct ProcStatus {
   let fields: [String: String]
 
   init(pid: Int32) {
-    let text = (try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(pid)/status")).readToEnd())
+    let text =
+      (try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(pid)/status")).readToEnd())
       .flatMap { $0 }.map { String(decoding: $0, as: UTF8.self) } ?? ""
     var fields: [String: String] = [:]
     for line in text.split(separator: "\n") {

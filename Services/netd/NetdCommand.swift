@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import ArgumentParser
 import CrispConfig
 import CrispCore
 import CrispDaemon
 import CrispIPC
 import Logging
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// netd: pod network namespaces and CNI plugins. It never touches images.
 @main

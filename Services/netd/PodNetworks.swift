@@ -35,13 +35,17 @@ actor PodNetworks {
     try PodValidation.cniArgument("pod UID", request.podUID)
     let sysctls = try request.sysctls.sorted { $0.key < $1.key }.map { name, value throws(CrispError) in
       guard !value.contains("\n") else { throw CrispError(.invalidArgument, "sysctl \(name): value has a newline") }
-      return (path: try PodValidation.sysctlPath(name, hostNetwork: request.hostNetwork, hostIPC: request.hostIPC), value: value)
+      return (
+        path: try PodValidation.sysctlPath(name, hostNetwork: request.hostNetwork, hostIPC: request.hostIPC),
+        value: value
+      )
     }
     for mapping in request.portMappings {
       guard (1...65535).contains(mapping.containerPort), (0...65535).contains(mapping.hostPort),
         ["tcp", "udp", "sctp"].contains(mapping.protocol.lowercased())
       else {
-        throw CrispError(.invalidArgument, "invalid port mapping \(mapping.protocol) \(mapping.hostPort):\(mapping.containerPort)")
+        throw CrispError(
+          .invalidArgument, "invalid port mapping \(mapping.protocol) \(mapping.hostPort):\(mapping.containerPort)")
       }
     }
     try await lock(request.podID)

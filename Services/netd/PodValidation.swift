@@ -14,9 +14,12 @@ enum PodValidation {
   /// would add arguments of the caller's choosing (host-local honours `IP=`).
   static func cniArgument(_ what: String, _ value: String) throws(CrispError) {
     guard value.utf8.count <= 253,
-      value.utf8.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") })
+      value.utf8.allSatisfy({
+        isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_")
+      })
     else {
-      throw CrispError(.invalidArgument, "invalid \(what) \"\(value.prefix(80))\": letters, digits, '-', '.' and '_' only")
+      throw CrispError(
+        .invalidArgument, "invalid \(what) \"\(value.prefix(80))\": letters, digits, '-', '.' and '_' only")
     }
   }
 
@@ -40,7 +43,8 @@ enum PodValidation {
     else {
       throw CrispError(.invalidArgument, "invalid sysctl name \"\(name.prefix(120))\"")
     }
-    let ipc = path.hasPrefix("kernel/shm") || path.hasPrefix("kernel/msg") || path == "kernel/sem"
+    let ipc =
+      path.hasPrefix("kernel/shm") || path.hasPrefix("kernel/msg") || path == "kernel/sem"
       || path.hasPrefix("fs/mqueue/")
     if path.hasPrefix("net/") {
       guard !hostNetwork else {
@@ -51,7 +55,10 @@ enum PodValidation {
         throw CrispError(.invalidArgument, "sysctl \(name) needs the pod's own IPC namespace (hostIPC is set)")
       }
     } else {
-      throw CrispError(.invalidArgument, "sysctl \(name) is not namespaced: only net.*, kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.* can be set for a pod")
+      throw CrispError(
+        .invalidArgument,
+        "sysctl \(name) is not namespaced: only net.*, kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.* can be set for a pod"
+      )
     }
     return path
   }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import CrispCore
 import Logging
 import TOMLKit
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// A configuration file that cannot be used, with the file, the key and the reason.
 public struct ConfigError: Error, Sendable, Equatable, CustomStringConvertible {

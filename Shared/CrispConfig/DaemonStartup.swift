@@ -1,8 +1,9 @@
+import CrispCore
+import Logging
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import CrispCore
-import Logging
 
 /// The first steps of every singleton daemon: read the config (refusing a bad file
 /// with its path, key and reason), set up logging, create the roots.

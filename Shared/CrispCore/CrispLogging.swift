@@ -1,7 +1,8 @@
+import Logging
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import Logging
 
 /// A swift-log handler that writes one line per record to stderr with a single
 /// write(2), so lines from concurrent tasks never interleave. Under systemd

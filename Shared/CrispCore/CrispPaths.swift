@@ -29,4 +29,3 @@ public struct CrispPaths: Sendable, Equatable {
   /// NNG address of a socket path.
   public static func ipcAddress(_ path: String) -> String { "ipc://" + path }
 }
-

@@ -1,8 +1,9 @@
+import CrispCore
+import CrispIPC
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import CrispCore
-import CrispIPC
 
 /// What a daemon says about itself in its health answer.
 public struct DaemonIdentity: Sendable {
@@ -28,4 +29,3 @@ public struct DaemonIdentity: Sendable {
       ready: ready, reason: reason, message: message)
   }
 }
-

@@ -1,7 +1,8 @@
+import CrispLinux
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import CrispLinux
 
 /// sd_notify(3) without libsystemd: one datagram to `$NOTIFY_SOCKET`. Does nothing
 /// when not started by systemd with `Type=notify`.

@@ -1,7 +1,8 @@
+import Dispatch
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import Dispatch
 
 /// SIGTERM and SIGINT as an async wait, so a daemon's main task can shut down in order
 /// (stop serving, remove its socket files) instead of dying mid-write. Create it first

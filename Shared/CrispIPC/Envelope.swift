@@ -1,9 +1,10 @@
+import CrispCore
+
 #if canImport(FoundationEssentials)
   import FoundationEssentials
 #else
   import Foundation
 #endif
-import CrispCore
 
 /// The wire format: JSON a person can read and type while debugging, e.g.
 ///
@@ -90,7 +91,8 @@ enum WireCodec {
     case DecodingError.valueNotFound(let type, let context):
       return "field '\(path(context.codingPath))' must be \(type), found null"
     case DecodingError.dataCorrupted(let context):
-      return context.codingPath.isEmpty ? "not valid JSON" : "field '\(path(context.codingPath))': \(context.debugDescription)"
+      return context.codingPath.isEmpty
+        ? "not valid JSON" : "field '\(path(context.codingPath))': \(context.debugDescription)"
     default:
       return "\(error)"
     }

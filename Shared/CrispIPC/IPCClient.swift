@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import CNNG
 import CrispCore
 import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Calls one daemon over a REQ socket. Each call gets its own context, so calls from
 /// many tasks run at once; each has a deadline, and a daemon that is down or gone
@@ -31,13 +32,17 @@ public final class IPCClient: Sendable {
     do {
       try nngCheck(
         // ADD_PRE pairs with REM_POST for every pipe, even one refused during its handshake.
-        nng_pipe_notify(socket.raw, NNG_PIPE_EV_ADD_PRE, { _, _, arg in
-          Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue().count.add(1, ordering: .relaxed)
-        }, arg), "watch connections")
+        nng_pipe_notify(
+          socket.raw, NNG_PIPE_EV_ADD_PRE,
+          { _, _, arg in
+            Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue().count.add(1, ordering: .relaxed)
+          }, arg), "watch connections")
       try nngCheck(
-        nng_pipe_notify(socket.raw, NNG_PIPE_EV_REM_POST, { _, _, arg in
-          Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue().count.subtract(1, ordering: .relaxed)
-        }, arg), "watch connections")
+        nng_pipe_notify(
+          socket.raw, NNG_PIPE_EV_REM_POST,
+          { _, _, arg in
+            Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue().count.subtract(1, ordering: .relaxed)
+          }, arg), "watch connections")
       // A restarted daemon is found again within half a second.
       try socket.setDuration(NNG_OPT_RECONNMINT, milliseconds: 20)
       try socket.setDuration(NNG_OPT_RECONNMAXT, milliseconds: 500)
@@ -128,7 +133,8 @@ public final class IPCClient: Sendable {
           .deadlineExceeded, "\(peer) did not answer \(method) within \(timeoutMs) ms (at \(address))")
       }
       return CrispError(
-        .unavailable, "\(peer) is not reachable at \(address) (no answer to \(method) within \(timeoutMs) ms; is \(peer) running?)")
+        .unavailable,
+        "\(peer) is not reachable at \(address) (no answer to \(method) within \(timeoutMs) ms; is \(peer) running?)")
     }
     return CrispError(.unavailable, "cannot reach \(peer) at \(address): \(error)")
   }
@@ -145,7 +151,8 @@ public final class IPCClient: Sendable {
     guard header.v == IPCProtocol.version else {
       throw CrispError(
         .failedPrecondition,
-        "\(peer) speaks IPC protocol version \(header.v.map(String.init) ?? "none"), crisp speaks \(IPCProtocol.version)")
+        "\(peer) speaks IPC protocol version \(header.v.map(String.init) ?? "none"), crisp speaks \(IPCProtocol.version)"
+      )
     }
     if let error = header.error {
       let code = CrispError.Code(rawValue: error.code) ?? .internal

@@ -1,9 +1,10 @@
+import CrispCore
+
 #if canImport(FoundationEssentials)
   import FoundationEssentials
 #else
   import Foundation
 #endif
-import CrispCore
 
 /// Maps method names to handlers. `handle` turns any request bytes into reply bytes
 /// and never throws or traps: unknown versions, unknown methods, undecodable bytes

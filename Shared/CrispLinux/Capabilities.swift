@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import CCap
 import CCrispSys
 import CrispCore
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// One Linux capability, known by its libcap name (`cap_net_admin`, case-insensitive;
 /// the `CAP_` prefix is optional).
@@ -74,7 +75,8 @@ public struct ProcessCapabilities: Sendable, Equatable {
   public static func restrict(to keep: Set<Capability>, inheritable: Set<Capability> = []) throws(CrispError) {
     for cap in Capability.all where !keep.contains(cap) && crisp_capbset_read(Int32(cap.value)) == 1 {
       guard cap_drop_bound(cap.value) == 0 else {
-        throw CrispError(.permissionDenied, "cannot drop \(cap) from the bounding set: \(String(cString: strerror(errno)))")
+        throw CrispError(
+          .permissionDenied, "cannot drop \(cap) from the bounding set: \(String(cString: strerror(errno)))")
       }
     }
     guard cap_reset_ambient() == 0 else {

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import CCrispSys
 import CrispCore
 import Dispatch
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Runs a program to completion with a deadline: its stdin from bytes, its stdout and
 /// stderr collected. The child starts with default signal dispositions and an empty
@@ -25,7 +26,8 @@ public enum ChildProcess {
       DispatchQueue.global().async {
         continuation.resume(
           returning: Result { () throws(CrispError) -> Output in
-            try runBlocking(path: path, arguments: arguments, environment: environment, stdin: stdin, timeoutMs: timeoutMs)
+            try runBlocking(
+              path: path, arguments: arguments, environment: environment, stdin: stdin, timeoutMs: timeoutMs)
           })
       }
     }
@@ -41,13 +43,17 @@ public enum ChildProcess {
     do {
       output = try ProcessControl.pipe()
     } catch {
-      close(input.read); close(input.write)
+      close(input.read)
+      close(input.write)
       throw error
     }
     do {
       errors = try ProcessControl.pipe()
     } catch {
-      close(input.read); close(input.write); close(output.read); close(output.write)
+      close(input.read)
+      close(input.write)
+      close(output.read)
+      close(output.write)
       throw error
     }
     var pid: pid_t = 0
@@ -62,7 +68,9 @@ public enum ChildProcess {
     close(output.write)
     close(errors.write)
     guard rc == 0 else {
-      close(input.write); close(output.read); close(errors.read)
+      close(input.write)
+      close(output.read)
+      close(errors.read)
       throw CrispError(.internal, "cannot run \(path): \(String(cString: strerror(rc)))")
     }
 
@@ -134,7 +142,8 @@ public enum ChildProcess {
 }
 
 /// Calls `body` with a NULL-terminated, mutable C string array (argv/envp style).
-public func withCMutableStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+public func withCMutableStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R
+{
   let duplicated: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
   defer { duplicated.forEach { free($0) } }
   return duplicated.withUnsafeBufferPointer { body($0.baseAddress!) }

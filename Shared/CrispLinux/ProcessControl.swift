@@ -1,8 +1,9 @@
+import CCrispSys
+import CrispCore
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import CCrispSys
-import CrispCore
 
 /// prctl and friends that Glibc's Swift overlay hides.
 public enum ProcessControl {

@@ -1,8 +1,9 @@
+import CSeccomp
+import CrispCore
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import CSeccomp
-import CrispCore
 
 /// A seccomp filter under construction: a default action plus per-syscall actions.
 /// Built and loaded once by the thread that owns it, before a daemon starts serving.

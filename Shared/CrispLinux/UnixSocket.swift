@@ -1,7 +1,8 @@
+import CrispCore
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import CrispCore
 
 /// Unix stream sockets for the CRI endpoint: stale-file handling, mode and group
 /// set before anyone can connect.
@@ -118,6 +119,8 @@ public struct FileLock: Sendable {
     var buffer = [UInt8](repeating: 0, count: 32)
     let n = pread(fd, &buffer, buffer.count, 0)
     guard n > 0 else { return nil }
-    return Int32(String(decoding: buffer[0..<n], as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == " " }).first.map(String.init) ?? "")
+    return Int32(
+      String(decoding: buffer[0..<n], as: UTF8.self).split(whereSeparator: { $0 == "\n" || $0 == " " }).first.map(
+        String.init) ?? "")
   }
 }

@@ -8,7 +8,10 @@ import Testing
 @Suite struct IPCRouterTests {
   struct Echo: IPCMethod {
     static let name = "test.echo"
-    struct Request: Codable, Sendable { var text: String; var count: Int }
+    struct Request: Codable, Sendable {
+      var text: String
+      var count: Int
+    }
     struct Response: Codable, Sendable { var text: String }
   }
 

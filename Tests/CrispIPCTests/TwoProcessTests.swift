@@ -13,16 +13,8 @@ import Testing
     let config = dir + "/crisp.toml"
     try "root = \"\(dir)/root\"\nrun_root = \"\(dir)/run\"\n".write(toFile: config, atomically: true, encoding: .utf8)
 
-    let imaged = Process()
-    imaged.executableURL = URL(fileURLWithPath: binaryPath("imaged"))
-    imaged.arguments = ["--config", config]
-    try imaged.run()
-    defer {
-      if imaged.isRunning {
-        kill(imaged.processIdentifier, SIGKILL)
-        imaged.waitUntilExit()
-      }
-    }
+    let imaged = try startBinary("imaged", ["--config", config])
+    defer { imaged.killIfRunning() }
 
     let client = try IPCClient(peer: "imaged", address: "ipc://\(dir)/run/imaged.ipc", defaultTimeoutMs: 10_000)
     let health = try await client.call(Health.self)
@@ -52,22 +44,14 @@ import Testing
     let dir = try makeTemporaryDirectory(prefix: "crisp-shim")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let id = String(repeating: "ab", count: 32)
-    let shim = Process()
-    shim.executableURL = URL(fileURLWithPath: binaryPath("shimd"))
-    shim.arguments = ["--id", id, "--run-root", dir]
-    try shim.run()
-    defer {
-      if shim.isRunning {
-        kill(shim.processIdentifier, SIGKILL)
-        shim.waitUntilExit()
-      }
-    }
+    let shim = try startBinary("shimd", ["--id", id, "--run-root", dir])
+    defer { shim.killIfRunning() }
     let client = try IPCClient(peer: "shimd", address: "ipc://\(dir)/shims/\(id).ipc", defaultTimeoutMs: 10_000)
     let health = try await client.call(Health.self)
     #expect(health.daemon == "shimd")
     #expect(health.pid == shim.processIdentifier)
 
-    let maps = try String(contentsOfFile: "/proc/\(shim.processIdentifier)/maps", encoding: .utf8)
+    let maps = readWholeFile("/proc/\(shim.processIdentifier)/maps")
     for library in ["libFoundation.so", "lib_FoundationICU.so", "libFoundationNetworking.so", "NIO", "GRPC"] {
       #expect(!maps.contains(library), "shimd maps \(library)")
     }

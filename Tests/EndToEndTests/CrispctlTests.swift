@@ -10,7 +10,8 @@ import Testing
       let status = try runProgram(binaryPath("crispctl"), ["status", "--config", crisp.configPath])
       #expect(status.status == 0, "\(status.output)")
       for daemon in ["imaged", "netd", "cri-frontd"] {
-        #expect(status.output.contains("\(daemon): up pid=\(crisp.pid(CrispInstance.Daemon(rawValue: daemon)!) ?? -1)"),
+        #expect(
+          status.output.contains("\(daemon): up pid=\(crisp.pid(CrispInstance.Daemon(rawValue: daemon)!) ?? -1)"),
           "\(status.output)")
       }
       #expect(status.output.contains("seccomp="))
@@ -32,7 +33,8 @@ import Testing
 
       // With netd stopped, status says so and exits non-zero.
       try await crisp.stop(.netd)
-      let down = try runProgram(binaryPath("crispctl"), ["status", "--config", crisp.configPath, "--timeout-ms", "300"])
+      let down = try runProgram(
+        binaryPath("crispctl"), ["status", "--config", crisp.configPath, "--timeout-ms", "300"])
       #expect(down.status != 0)
       #expect(down.output.contains("netd: down"))
     }

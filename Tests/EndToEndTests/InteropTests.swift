@@ -22,25 +22,25 @@ import Testing
 
   @Test func pythonGrpcioCallsVersionAndStatus() async throws {
     try await withCrisp { crisp in
-    try crisp.writeCNIConfig()
-    try await crisp.startAll()
+      try crisp.writeCNIConfig()
+      try await crisp.startAll()
 
-    let version = try python(["--socket", crisp.criSocket, "version"])
-    #expect(version.status == 0)
-    #expect(version.json["runtime_name"] as? String == "crisp")
-    #expect(version.json["runtime_api_version"] as? String == "v1")
+      let version = try python(["--socket", crisp.criSocket, "version"])
+      #expect(version.status == 0)
+      #expect(version.json["runtime_name"] as? String == "crisp")
+      #expect(version.json["runtime_api_version"] as? String == "v1")
 
-    let status = try python(["--socket", crisp.criSocket, "status", "--verbose"])
-    #expect(status.status == 0)
-    let conditions = (status.json["status"] as? [String: Any])?["conditions"] as? [[String: Any]] ?? []
-    let byType = Dictionary(uniqueKeysWithValues: conditions.map { ($0["type"] as? String ?? "", $0) })
-    #expect(byType["RuntimeReady"]?["status"] as? Bool == true)
-    #expect(byType["NetworkReady"]?["status"] as? Bool == true)
-    #expect((status.json["info"] as? [String: Any])?["netd"] != nil)
+      let status = try python(["--socket", crisp.criSocket, "status", "--verbose"])
+      #expect(status.status == 0)
+      let conditions = (status.json["status"] as? [String: Any])?["conditions"] as? [[String: Any]] ?? []
+      let byType = Dictionary(uniqueKeysWithValues: conditions.map { ($0["type"] as? String ?? "", $0) })
+      #expect(byType["RuntimeReady"]?["status"] as? Bool == true)
+      #expect(byType["NetworkReady"]?["status"] as? Bool == true)
+      #expect((status.json["info"] as? [String: Any])?["netd"] != nil)
 
-    let unimplemented = try python(["--socket", crisp.criSocket, "list-containers"])
-    #expect(unimplemented.status == 3)
-    #expect(unimplemented.json["code"] as? String == "UNIMPLEMENTED")
+      let unimplemented = try python(["--socket", crisp.criSocket, "list-containers"])
+      #expect(unimplemented.status == 3)
+      #expect(unimplemented.json["code"] as? String == "UNIMPLEMENTED")
     }
   }
 }

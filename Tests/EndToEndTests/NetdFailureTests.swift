@@ -33,9 +33,7 @@ import Testing
 
       try FileManager.default.removeItem(atPath: marker)
       try await netd.teardown(id)
-      #expect(netd.leasedIPs().isEmpty)
-      #expect(netd.mounts().isEmpty)
-      #expect(try netd.bridgePorts().isEmpty)
+      try netd.expectNothingLeft()
     }
   }
 

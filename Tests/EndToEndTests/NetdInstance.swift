@@ -26,7 +26,9 @@ final class NetdInstance: @unchecked Sendable {
     cniDir = dir + "/cni"
     ipamDir = dir + "/ipam"
     pluginDir = dir + "/plugins"
-    for d in [cniDir, pluginDir] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+    for d in [cniDir, pluginDir] {
+      try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    }
     let n = Self.counter.add(1, ordering: .relaxed).newValue
     let random = UInt32.random(in: 0..<0xffffff)
     bridge = "crt" + String(format: "%06x", random)
@@ -90,9 +92,10 @@ final class NetdInstance: @unchecked Sendable {
     (0..<4).map { _ in String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) }.joined()
   }
 
-  func setup(_ podID: String, name: String = "pod", hostNetwork: Bool = false, hostname: String = "",
-    sysctls: [String: String] = [:], ports: [PortMapping] = []) async throws -> PodNetworkInfo
-  {
+  func setup(
+    _ podID: String, name: String = "pod", hostNetwork: Bool = false, hostname: String = "",
+    sysctls: [String: String] = [:], ports: [PortMapping] = []
+  ) async throws -> PodNetworkInfo {
     try await client.call(
       PodNetworkSetup.self,
       PodNetworkSetup.Request(
@@ -120,6 +123,13 @@ final class NetdInstance: @unchecked Sendable {
   func bridgePorts() throws -> [String] {
     let out = try runProgram("/usr/sbin/ip", ["-o", "link", "show", "master", bridge])
     return out.output.split(separator: "\n").map(String.init).filter { !$0.isEmpty && !$0.contains("does not exist") }
+  }
+
+  /// No lease, no pinned namespace, no veth on our bridge: what a teardown must leave.
+  func expectNothingLeft(sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(leasedIPs().isEmpty, "leases left: \(leasedIPs())", sourceLocation: sourceLocation)
+    #expect(mounts().isEmpty, "mounts left: \(mounts())", sourceLocation: sourceLocation)
+    #expect(try bridgePorts().isEmpty, "veths left on \(bridge)", sourceLocation: sourceLocation)
   }
 
   var log: String { (try? String(contentsOfFile: dir + "/netd.log", encoding: .utf8)) ?? "" }

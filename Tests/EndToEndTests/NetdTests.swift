@@ -33,7 +33,8 @@ import Testing
       #expect(sysctl.output.split(whereSeparator: \.isWhitespace) == ["0", "1000"])
 
       // A TCP connection from pod B to pod A across the bridge.
-      let server = try PodProcess(netns: podA.namespaces.network, python: pythonListener(port: 5000, greeting: "hello from A"))
+      let server = try PodProcess(
+        netns: podA.namespaces.network, python: pythonListener(port: 5000, greeting: "hello from A"))
       defer { server.stop() }
       #expect(server.readLine() == "ready")
       let client = try PodProcess(netns: podB.namespaces.network, python: pythonConnect(host: ipA, port: 5000))
@@ -48,9 +49,7 @@ import Testing
 
       try await netd.teardown(a)
       try await netd.teardown(b)
-      #expect(netd.leasedIPs().isEmpty)
-      #expect(netd.mounts().isEmpty)
-      #expect(try netd.bridgePorts().isEmpty)
+      try netd.expectNothingLeft()
     }
   }
 
@@ -92,9 +91,7 @@ import Testing
       #expect(status.ips == pod.ips)
 
       try await netd.teardown(id)
-      #expect(netd.leasedIPs().isEmpty)
-      #expect(netd.mounts().isEmpty)
-      #expect(try netd.bridgePorts().isEmpty)
+      try netd.expectNothingLeft()
     }
   }
 
@@ -111,7 +108,8 @@ import Testing
       #expect(after.ready)
 
       let error = await #expect(throws: CrispError.self) {
-        try await netd.client.call(PodNetworkSetup.self, .init(podID: "x", podName: "p", podNamespace: "d", podUID: "u"))
+        try await netd.client.call(
+          PodNetworkSetup.self, .init(podID: "x", podName: "p", podNamespace: "d", podUID: "u"))
       }
       #expect(error?.code == .invalidArgument)
     }
@@ -136,9 +134,7 @@ import Testing
       #expect(missing?.message.contains(netd.pluginDir) == true)
 
       // The bridge plugin ran before the missing one: its veth and lease are gone again.
-      #expect(netd.leasedIPs().isEmpty)
-      #expect(netd.mounts().isEmpty)
-      #expect(try netd.bridgePorts().isEmpty)
+      try netd.expectNothingLeft()
       #expect(!FileManager.default.fileExists(atPath: netd.paths.namespacesDir + "/" + id))
       let list = try await netd.client.call(PodNetworkList.self)
       #expect(list.pods.isEmpty)
@@ -164,9 +160,7 @@ import Testing
       let error = await #expect(throws: CrispError.self) { try await netd.setup(NetdInstance.podID()) }
       #expect(error?.message.contains("crisp-fail") == true)
       #expect(error?.message.contains("quota exhausted: by design") == true)
-      #expect(netd.leasedIPs().isEmpty)
-      #expect(netd.mounts().isEmpty)
-      #expect(try netd.bridgePorts().isEmpty)
+      try netd.expectNothingLeft()
     }
   }
 
@@ -241,9 +235,7 @@ import Testing
         for id in ids { group.addTask { try await netd.teardown(id) } }
         try await group.waitForAll()
       }
-      #expect(netd.leasedIPs().isEmpty)
-      #expect(netd.mounts().isEmpty)
-      #expect(try netd.bridgePorts().isEmpty)
+      try netd.expectNothingLeft()
       let left = try FileManager.default.contentsOfDirectory(atPath: netd.paths.namespacesDir)
       #expect(left.isEmpty)
     }

@@ -67,3 +67,21 @@ public func readWholeFile(_ path: String) -> String {
   defer { try? handle.close() }
   return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
 }
+
+/// Starts a built crisp executable; `killIfRunning` is its cleanup.
+public func startBinary(_ name: String, _ arguments: [String]) throws -> Process {
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: binaryPath(name))
+  process.arguments = arguments
+  try process.run()
+  return process
+}
+
+extension Process {
+  public func killIfRunning() {
+    if isRunning {
+      kill(processIdentifier, SIGKILL)
+      waitUntilExit()
+    }
+  }
+}

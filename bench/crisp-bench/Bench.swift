@@ -83,16 +83,21 @@ struct Bench: AsyncParsableCommand {
       let crispNet = try await NetworkBench.crisp(instance: instance, pods: pods)
       let shellNet = try NetworkBench.shell(dir: instance.dir, pods: pods)
       print("\nPod network (µs), \(pods) pods, sequential: netd vs CNI plugins from a shell loop")
-      print(row(["figure", "n", "p50", "p99", "shell p50", "shell p99", "ratio p50"], widths: [22, 5, 10, 10, 10, 10, 9]))
+      print(
+        row(["figure", "n", "p50", "p99", "shell p50", "shell p99", "ratio p50"], widths: [22, 5, 10, 10, 10, 10, 9]))
       var network: [String: Any] = [:]
       for (name, mine, floor) in [
         ("setup (ADD)", crispNet.setup, shellNet.setup), ("teardown (DEL)", crispNet.teardown, shellNet.teardown),
       ] {
         let a = Summary(mine)
         let b = Summary(floor)
-        print(row([name, "\(mine.count)", f(a.p50), f(a.p99), f(b.p50), f(b.p99), String(format: "%.2f", a.p50 / b.p50)],
-          widths: [22, 5, 10, 10, 10, 10, 9]))
-        network[name] = ["crisp_p50": a.p50, "crisp_p99": a.p99, "shell_p50": b.p50, "shell_p99": b.p99, "n": mine.count]
+        print(
+          row(
+            [name, "\(mine.count)", f(a.p50), f(a.p99), f(b.p50), f(b.p99), String(format: "%.2f", a.p50 / b.p50)],
+            widths: [22, 5, 10, 10, 10, 10, 9]))
+        network[name] = [
+          "crisp_p50": a.p50, "crisp_p99": a.p99, "shell_p50": b.p50, "shell_p99": b.p99, "n": mine.count,
+        ]
       }
       results["pod_network"] = network
     }

@@ -76,7 +76,9 @@ final class BenchInstance {
     let bytes = Array(payload.utf8)
     for i in 0..<(samples + 100) {
       let start = ContinuousClock.now
-      var rv = bytes.withUnsafeBytes { nng_send(socket, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count, 0) }
+      var rv = bytes.withUnsafeBytes {
+        nng_send(socket, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count, 0)
+      }
       guard rv == 0 else { throw CrispError(.internal, "nng_send: \(rv)") }
       var buffer: UnsafeMutableRawPointer?
       var size = 0

@@ -30,7 +30,8 @@ enum NetworkBench {
     let (list, _) = conflist(bridge: bridge, subnet: "10.251.0.0/16", ipamDir: instance.dir + "/ipam-crisp")
     try list.write(toFile: instance.dir + "/cni/10-bench.conflist", atomically: true, encoding: .utf8)
     defer { _ = try? run("/usr/sbin/ip", ["link", "del", bridge]) }
-    let client = try IPCClient(peer: "netd", address: CrispPaths.ipcAddress(instance.paths.netdSocket), defaultTimeoutMs: 60_000)
+    let client = try IPCClient(
+      peer: "netd", address: CrispPaths.ipcAddress(instance.paths.netdSocket), defaultTimeoutMs: 60_000)
     var figures = Figures()
     var ids: [String] = []
     for i in 0..<pods {

@@ -83,7 +83,9 @@ extension RuntimeService {
   }
 
   private static func describe(_ fields: [String: Any]) -> String {
-    guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
+    guard
+      let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes])
+    else { return "{}" }
     return String(decoding: data, as: UTF8.self)
   }
 }

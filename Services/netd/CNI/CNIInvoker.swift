@@ -42,7 +42,8 @@ struct CNIInvoker: Sendable {
   {
     var previous: [String: Any]? = nil
     for plugin in list.plugins {
-      previous = try await run(.add, plugin: plugin, list: list, runtime: runtime,
+      previous = try await run(
+        .add, plugin: plugin, list: list, runtime: runtime,
         runtimeConfig: runtimeConfig, prevResult: previous)
     }
     return previous ?? [:]
@@ -56,7 +57,8 @@ struct CNIInvoker: Sendable {
     var firstError: CrispError? = nil
     for plugin in list.plugins.reversed() {
       do {
-        _ = try await run(.del, plugin: plugin, list: list, runtime: runtime,
+        _ = try await run(
+          .del, plugin: plugin, list: list, runtime: runtime,
           runtimeConfig: runtimeConfig, prevResult: cachedResult)
       } catch {
         if firstError == nil { firstError = error }
@@ -69,7 +71,8 @@ struct CNIInvoker: Sendable {
     async throws(CrispError)
   {
     for plugin in list.plugins {
-      _ = try await run(.check, plugin: plugin, list: list, runtime: runtime,
+      _ = try await run(
+        .check, plugin: plugin, list: list, runtime: runtime,
         runtimeConfig: runtimeConfig, prevResult: cachedResult)
     }
   }

@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import CrispCore
 import CrispIPC
 import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// What netd keeps on disk per pod (`<root>/cni/pods/<pod>.json`): the exact network
 /// configuration, arguments and runtime config ADD used, and its result, so that DEL

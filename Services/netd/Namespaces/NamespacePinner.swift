@@ -1,9 +1,10 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import CCrispSys
 import CrispCore
 import CrispIPC
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Creates a pod's network, IPC and UTS namespaces and pins each with a bind mount
 /// under `<run_root>/ns/<pod>/`, as CRI-O's pinns does: no process holds them.
