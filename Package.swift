@@ -28,7 +28,7 @@ let package = Package(
     .systemLibrary(name: "CNNG", path: "Shared/CNNG"),
     .systemLibrary(name: "CCap", path: "Shared/CCap"),
     .systemLibrary(name: "CSeccomp", path: "Shared/CSeccomp"),
-    .target(name: "CCrispSys", path: "Shared/CCrispSys"),
+    .target(name: "CCrispSys", path: "Shared/CCrispSys", linkerSettings: [.linkedLibrary("cap"), .linkedLibrary("seccomp")]),
 
     // Foundation-free libraries (linked by shimd).
     .target(
@@ -45,14 +45,17 @@ let package = Package(
       path: "Shared/CrispIPC"),
     .target(
       name: "CrispDaemon",
-      dependencies: ["CrispCore", "CrispIPC", "CrispLinux", .product(name: "Logging", package: "swift-log")],
+      dependencies: [
+        "CrispCore", "CrispIPC", "CrispLinux", "CCrispSys", "CSeccomp", .product(name: "Logging", package: "swift-log"),
+      ],
       path: "Shared/CrispDaemon"),
 
     // Libraries for the singleton daemons.
     .target(
       name: "CrispConfig",
       dependencies: [
-        "CrispCore", .product(name: "TOMLKit", package: "TOMLKit"), .product(name: "Logging", package: "swift-log"),
+        "CrispCore", "CrispLinux", .product(name: "TOMLKit", package: "TOMLKit"),
+        .product(name: "Logging", package: "swift-log"),
       ],
       path: "Shared/CrispConfig"),
     .target(
@@ -79,7 +82,7 @@ let package = Package(
     .executableTarget(
       name: "imaged",
       dependencies: [
-        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon",
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -126,7 +129,7 @@ let package = Package(
       path: "Tests/CrispIPCTests"),
     .testTarget(
       name: "CrispConfigTests",
-      dependencies: ["CrispTestSupport", "CrispConfig", "CrispCore"],
+      dependencies: ["CrispTestSupport", "CrispConfig", "CrispCore", "CrispLinux"],
       path: "Tests/CrispConfigTests"),
     .testTarget(
       name: "CrispLinuxTests",
@@ -136,7 +139,7 @@ let package = Package(
       name: "EndToEndTests",
       dependencies: [
         "CrispTestSupport",
-        "CrispCore", "CrispIPC", "CRIAPI",
+        "CrispCore", "CrispIPC", "CRIAPI", "CrispConfig", "CrispLinux",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       ],

@@ -3,6 +3,7 @@ import CrispConfig
 import CrispCore
 import CrispDaemon
 import CrispIPC
+import CrispLinux
 import Logging
 
 /// imaged: pulls, stores and unpacks images and prepares container root filesystems.
@@ -23,6 +24,7 @@ struct ImagedCommand: AsyncParsableCommand {
   func run() async throws {
     let signals = TerminationSignals()
     let (config, logger) = try DaemonStartup.load(daemon: .imaged, configPath: self.config, logLevel: logLevel)
+    let caps = try DaemonPrivileges.restrictCapabilities(to: CrispConfig.keptCapabilities(config.imaged.capabilities))
     let paths = config.paths
     try makeDirectories(paths.imagesDir, mode: 0o700)
 
@@ -32,6 +34,7 @@ struct ImagedCommand: AsyncParsableCommand {
 
     let address = CrispPaths.ipcAddress(paths.imagedSocket)
     let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)
+    try confine(seccomp: config.seccomp, action: config.seccompAction, caps: caps, profile: .imaged, logger: logger)
     logger.info("imaged serving", metadata: ["socket": "\(address)", "version": "\(CrispVersion.string)"])
     await serveUntilTerminated(server, signals: signals, logger: logger)
   }

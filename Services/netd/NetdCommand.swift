@@ -3,6 +3,7 @@ import CrispConfig
 import CrispCore
 import CrispDaemon
 import CrispIPC
+import CrispLinux
 import Logging
 
 #if canImport(Glibc)
@@ -28,6 +29,7 @@ struct NetdCommand: AsyncParsableCommand {
     // A plugin that exits before reading its configuration must not kill netd.
     signal(SIGPIPE, SIG_IGN)
     let (config, logger) = try DaemonStartup.load(daemon: .netd, configPath: self.config, logLevel: logLevel)
+    let caps = try DaemonPrivileges.restrictCapabilities(to: CrispConfig.keptCapabilities(config.netd.capabilities))
     let paths = config.paths
     let configs = CNIConfigDirectory(path: config.netd.cniConfigDir, defaultNetwork: config.netd.cniDefaultNetwork)
     let networks = PodNetworks(
@@ -58,6 +60,7 @@ struct NetdCommand: AsyncParsableCommand {
 
     let address = CrispPaths.ipcAddress(paths.netdSocket)
     let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)
+    try confine(seccomp: config.seccomp, action: config.seccompAction, caps: caps, profile: .netd, logger: logger)
     logger.info(
       "netd serving",
       metadata: ["socket": "\(address)", "cni_config_dir": "\(config.netd.cniConfigDir)"])

@@ -1,4 +1,5 @@
 import CrispCore
+import CrispLinux
 import Logging
 import TOMLKit
 
@@ -47,6 +48,10 @@ extension CrispConfig {
     try top.string("root", into: &config.root, check: absolutePath)
     try top.string("run_root", into: &config.runRoot, check: absolutePath)
     try top.string("log_level", into: &config.logLevel, check: logLevelName)
+    try top.bool("seccomp", into: &config.seccomp)
+    try top.string("seccomp_action", into: &config.seccompAction) { value in
+      ["errno", "kill", "log"].contains(value) ? nil : "must be \"errno\", \"kill\" or \"log\", got \"\(value)\""
+    }
 
     if var ipc = try top.subtable("ipc") {
       try ipc.int("request_timeout_ms", into: &config.ipc.requestTimeoutMs, range: 1...3_600_000)
@@ -61,6 +66,7 @@ extension CrispConfig {
       try frontd.finish()
     }
     if var imaged = try top.subtable("imaged") {
+      try imaged.strings("capabilities", into: &config.imaged.capabilities, check: capabilityName)
       try imaged.string("log_level", into: &config.imaged.logLevel, check: optionalLogLevelName)
       try imaged.finish()
     }
@@ -69,6 +75,7 @@ extension CrispConfig {
       try netd.strings("cni_plugin_dirs", into: &config.netd.cniPluginDirs, check: absolutePath)
       try netd.string("cni_default_network", into: &config.netd.cniDefaultNetwork) { _ in nil }
       try netd.int("cni_plugin_timeout_ms", into: &config.netd.cniPluginTimeoutMs, range: 100...600_000)
+      try netd.strings("capabilities", into: &config.netd.capabilities, check: capabilityName)
       try netd.string("log_level", into: &config.netd.logLevel, check: optionalLogLevelName)
       try netd.finish()
     }
@@ -110,6 +117,15 @@ private func logLevelName(_ value: String) -> String? {
 }
 private func optionalLogLevelName(_ value: String) -> String? {
   value.isEmpty ? nil : logLevelName(value)
+}
+private func capabilityName(_ value: String) -> String? {
+  if value == "ALL" { return nil }
+  do {
+    _ = try Capability(name: value)
+    return nil
+  } catch {
+    return error.message
+  }
 }
 private func groupName(_ value: String) -> String? {
   if value.isEmpty { return nil }
@@ -160,6 +176,12 @@ private struct TableReader {
       result.append(string)
     }
     target = result
+  }
+
+  mutating func bool(_ key: String, into target: inout Bool) throws(ConfigError) {
+    guard let value = value(key) else { return }
+    guard let bool = value.bool else { throw fail(key, "expected true or false, found \(value.type)") }
+    target = bool
   }
 
   mutating func int(_ key: String, into target: inout Int, range: ClosedRange<Int>) throws(ConfigError) {

@@ -17,6 +17,12 @@ extension CrispConfig {
       # Each daemon's table may override it with its own log_level.
       log_level = \(quote(logLevel))
 
+      # Each daemon installs its own seccomp filter before serving (false: debugging only).
+      seccomp = \(seccomp)
+      # A refused system call fails with EPERM ("errno"), kills the daemon ("kill"), or is
+      # only logged ("log").
+      seccomp_action = \(quote(seccompAction))
+
       # Messages between the daemons (NNG, ipc:// sockets under run_root, mode 0600).
       [ipc]
       # Deadline of a request from one daemon to another, in milliseconds.
@@ -36,6 +42,8 @@ extension CrispConfig {
 
       # imaged: pulls, stores and unpacks images.
       [imaged]
+      # Capabilities imaged keeps (bounding, effective, permitted); ["ALL"] keeps all.
+      capabilities = [\(imaged.capabilities.map(quote).joined(separator: ", "))]
       log_level = \(quote(imaged.logLevel))
 
       # netd: pod network namespaces and CNI plugins.
@@ -48,6 +56,8 @@ extension CrispConfig {
       cni_default_network = \(quote(netd.cniDefaultNetwork))
       # How long one CNI plugin may run before it is killed, in milliseconds.
       cni_plugin_timeout_ms = \(netd.cniPluginTimeoutMs)
+      # Capabilities netd keeps; its CNI plugins get no more. ["ALL"] keeps all.
+      capabilities = [\(netd.capabilities.map(quote).joined(separator: ", "))]
       log_level = \(quote(netd.logLevel))
 
       # shimd: one monitor process per container.

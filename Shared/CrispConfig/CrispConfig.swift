@@ -1,4 +1,5 @@
 import CrispCore
+import CrispLinux
 import Logging
 
 /// crisp's configuration, mirrored 1:1 by `/etc/crisp/crisp.toml`: top-level keys
@@ -13,6 +14,11 @@ public struct CrispConfig: Sendable, Equatable {
   public var runRoot = "/run/crisp"
   /// trace, debug, info, notice, warning, error or critical.
   public var logLevel = "info"
+
+  /// Each daemon confines itself with its seccomp filter (false only for debugging).
+  public var seccomp = true
+  /// What a refused system call gets: "errno" (EPERM), "kill" or "log" (allowed, logged).
+  public var seccompAction = "errno"
 
   public var ipc = IPC()
   public var frontd = Frontd()
@@ -41,6 +47,10 @@ public struct CrispConfig: Sendable, Equatable {
   }
 
   public struct Imaged: Sendable, Equatable {
+    /// Capabilities imaged keeps: what a faithful layer unpack needs. ["ALL"] keeps all.
+    public var capabilities = [
+      "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_MKNOD", "CAP_SETFCAP",
+    ]
     public var logLevel = ""
     public init() {}
   }
@@ -55,6 +65,8 @@ public struct CrispConfig: Sendable, Equatable {
     public var cniDefaultNetwork = ""
     /// How long one CNI plugin may run before it is killed, in milliseconds.
     public var cniPluginTimeoutMs = 60_000
+    /// Capabilities netd (and so its CNI plugins) keeps. ["ALL"] keeps all.
+    public var capabilities = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]
     public var logLevel = ""
     public init() {}
   }
@@ -85,5 +97,15 @@ public struct CrispConfig: Sendable, Equatable {
   public enum Daemon: String, Sendable {
     case frontd = "cri-frontd"
     case imaged, netd, shimd
+  }
+}
+
+extension CrispConfig {
+  /// A daemon's `capabilities` list as a set; nil for ["ALL"] (keep everything).
+  public static func keptCapabilities(_ names: [String]) throws(CrispError) -> Set<Capability>? {
+    if names.contains("ALL") { return nil }
+    var set = Set<Capability>()
+    for name in names { set.insert(try Capability(name: name)) }
+    return set
   }
 }

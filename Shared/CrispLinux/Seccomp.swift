@@ -1,3 +1,4 @@
+import CCrispSys
 import CSeccomp
 import CrispCore
 
@@ -47,6 +48,22 @@ public struct SeccompFilter: ~Copyable {
       throw CrispError(.internal, "seccomp rule for \(name): \(String(cString: strerror(-rv)))")
     }
     return true
+  }
+
+  /// A rule matching only calls whose first argument equals `value` (socket families).
+  public mutating func add(_ action: Action, syscall name: String, argument0Equals value: UInt64) throws(CrispError) {
+    let number = seccomp_syscall_resolve_name(name)
+    guard number != __NR_SCMP_ERROR else { return }
+    let rv = crisp_seccomp_rule_arg_eq(UnsafeMutableRawPointer(ctx), action.raw, number, 0, value)
+    guard rv == 0 else {
+      throw CrispError(.internal, "seccomp rule for \(name)(\(value)): \(String(cString: strerror(-rv)))")
+    }
+  }
+
+  /// Asks the kernel to log every call the filter does not allow (audit / kernel log).
+  public func enableKernelLogging() throws(CrispError) {
+    let rv = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1)
+    guard rv == 0 else { throw CrispError(.internal, "seccomp logging: \(String(cString: strerror(-rv)))") }
   }
 
   /// Writes the compiled BPF program to a file descriptor (for inspection and tests).

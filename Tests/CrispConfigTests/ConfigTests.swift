@@ -85,3 +85,18 @@ import Testing
     #expect(try CrispConfig.load(path: dir + "/c.toml").runRoot == "/tmp/rr")
   }
 }
+
+extension ConfigTests {
+  @Test func refusesUnknownCapabilitiesAndSeccompActions() throws {
+    let cap = #expect(throws: ConfigError.self) {
+      try CrispConfig.parse("[netd]\ncapabilities = [\"CAP_NET_ADMIN\", \"CAP_FLY\"]")
+    }
+    #expect(cap?.key == "netd.capabilities")
+    #expect(cap?.reason.contains("CAP_FLY") == true)
+    let action = #expect(throws: ConfigError.self) { try CrispConfig.parse("seccomp_action = \"ignore\"") }
+    #expect(action?.key == "seccomp_action")
+    let seccomp = #expect(throws: ConfigError.self) { try CrispConfig.parse("seccomp = \"no\"") }
+    #expect(seccomp?.reason.contains("true or false") == true)
+    #expect(try CrispConfig.parse("seccomp = false\n[imaged]\ncapabilities = [\"ALL\"]").seccomp == false)
+  }
+}

@@ -16,6 +16,9 @@ int crisp_pipe2_cloexec(int fds[2]);
 pid_t crisp_gettid(void);
 int crisp_pidfd_open(pid_t pid);
 
+/// seccomp_rule_add with one comparison on one argument (the C call is variadic).
+int crisp_seccomp_rule_arg_eq(void *ctx, unsigned int action, int syscall, unsigned int arg, unsigned long long value);
+
 
 /// posix_spawn with what a child of a crisp daemon needs: every signal back to its
 /// default disposition (daemons ignore SIGPIPE/SIGTERM/SIGINT, and ignored signals
@@ -24,6 +27,15 @@ int crisp_pidfd_open(pid_t pid);
 /// descriptors. Returns 0 or an errno value.
 int crisp_spawn(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd,
                 int stderr_fd, int new_process_group, pid_t *pid);
+
+/// Capabilities are per thread, and a Swift daemon has threads long before it has read
+/// its configuration. So a daemon re-executes itself with CRISP_KEEP_CAPS set to the
+/// capability numbers to keep (comma-separated); a constructor in this library applies
+/// them before main, while the process has one thread: bounding set reduced, ambient
+/// cleared, effective/permitted/inheritable set to the list, no_new_privs on. It then
+/// sets CRISP_CAPS_APPLIED to "ok" or to "error:<errno>:<step>".
+/// Returns the result the constructor recorded, or NULL when it did nothing.
+const char *crisp_startup_caps_result(void);
 
 /// Namespaces to create for a pod (CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS as bits).
 enum {

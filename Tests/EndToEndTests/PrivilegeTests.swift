@@ -1,0 +1,109 @@
+import CrispConfig
+import CrispCore
+import CrispIPC
+import CrispLinux
+import CrispTestSupport
+import Foundation
+import Testing
+
+/// Each daemon runs with its own capability set and seccomp filter; /proc tells the truth.
+@Suite struct PrivilegeTests {
+  struct ProcStatus {
+    let fields: [String: String]
+    init(pid: Int32) {
+      var fields: [String: String] = [:]
+      for line in readWholeFile("/proc/\(pid)/status").split(separator: "\n") {
+        let parts = line.split(separator: ":", maxSplits: 1)
+        if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
+      }
+      self.fields = fields
+    }
+    func mask(_ key: String) -> UInt64 { UInt64(fields[key] ?? "", radix: 16) ?? .max }
+  }
+
+  static func mask(_ names: [String]) throws -> UInt64 {
+    try names.reduce(0) { $0 | (1 << UInt64(try Capability(name: $1).value)) }
+  }
+
+  @Test func imagedAndNetdRunWithTheirConfiguredSetsAndAFilter() async throws {
+    try await withCrisp { crisp in
+      try await crisp.startAll()
+      let defaults = CrispConfig()
+      for (daemon, names) in [
+        (CrispInstance.Daemon.imaged, defaults.imaged.capabilities), (.netd, defaults.netd.capabilities),
+      ] {
+        let pid = try #require(crisp.pid(daemon))
+        let status = ProcStatus(pid: pid)
+        let expected = try Self.mask(names)
+        #expect(status.mask("CapEff") == expected, "\(daemon) CapEff \(status.fields["CapEff"] ?? "")")
+        #expect(status.mask("CapPrm") == expected, "\(daemon)")
+        #expect(status.mask("CapBnd") == expected, "\(daemon) CapBnd \(status.fields["CapBnd"] ?? "")")
+        #expect(status.mask("CapAmb") == 0, "\(daemon)")
+        #expect(status.fields["Seccomp"] == "2", "\(daemon)")
+        #expect(status.fields["NoNewPrivs"] == "1", "\(daemon)")
+      }
+      // imaged holds nothing for networks, netd nothing for images.
+      let imaged = ProcStatus(pid: try #require(crisp.pid(.imaged))).mask("CapEff")
+      #expect(imaged & (1 << UInt64(try Capability(name: "NET_ADMIN").value)) == 0)
+      #expect(imaged & (1 << UInt64(try Capability(name: "SYS_ADMIN").value)) == 0)
+      let netd = ProcStatus(pid: try #require(crisp.pid(.netd))).mask("CapEff")
+      #expect(netd & (1 << UInt64(try Capability(name: "MKNOD").value)) == 0)
+    }
+  }
+
+  @Test func aCapabilityListFromTheConfigIsWhatTheDaemonKeeps() async throws {
+    try await withCrisp(
+      extraConfig: "[imaged]\ncapabilities = [\"CAP_CHOWN\", \"CAP_FOWNER\"]\n"
+    ) { crisp in
+      try crisp.start(.imaged)
+      let client = try IPCClient(peer: "imaged", address: CrispPaths.ipcAddress(crisp.paths.imagedSocket))
+      _ = try await client.call(Health.self)
+      let status = ProcStatus(pid: try #require(crisp.pid(.imaged)))
+      #expect(status.mask("CapEff") == (try Self.mask(["CAP_CHOWN", "CAP_FOWNER"])))
+      #expect(status.mask("CapBnd") == (try Self.mask(["CAP_CHOWN", "CAP_FOWNER"])))
+    }
+  }
+
+  /// netd's children (CNI plugins) inherit its filter: a plugin that calls swapoff or
+  /// opens an AF_PACKET socket is refused with EPERM; with `seccomp = false` the same
+  /// calls get past the filter (and fail for their own reasons, or succeed).
+  @Test(arguments: [true, false])
+  func aForbiddenCallFromNetdsProcessesFailsWithEPERM(seccomp: Bool) async throws {
+    try await withNetd { netd in
+      let script = netd.pluginDir + "/crisp-probe"
+      try """
+      #!/bin/sh
+      cat > /dev/null
+      if [ "$CNI_COMMAND" = ADD ]; then
+        swap=$(/sbin/swapoff /crisp-no-such-swap 2>&1)
+        packet=$(/usr/bin/python3 -c 'import socket
+      try:
+          socket.socket(socket.AF_PACKET, socket.SOCK_RAW); print("opened")
+      except OSError as e:
+          print(e.strerror)' 2>&1)
+        printf '{"code": 11, "msg": "probe", "details": "swapoff: %s | packet: %s"}' "$swap" "$packet"
+        exit 1
+      fi
+      exit 0
+      """.write(toFile: script, atomically: true, encoding: .utf8)
+      chmod(script, 0o755)
+      try netd.writeBridgeConfig(extraPlugins: [#"{"type": "crisp-probe"}"#])
+      if !seccomp {
+        let config = try String(contentsOfFile: netd.dir + "/crisp.toml", encoding: .utf8)
+        try ("seccomp = false\n" + config).write(toFile: netd.dir + "/crisp.toml", atomically: true, encoding: .utf8)
+      }
+      try await netd.start()
+      let error = await #expect(throws: CrispError.self) { try await netd.setup(NetdInstance.podID()) }
+      let message = error?.message ?? ""
+      if seccomp {
+        // util-linux words EPERM from swapoff as "Not superuser", though netd's children are root.
+        #expect(message.contains("swapoff: Not superuser"), "\(message)")
+        #expect(message.contains("packet: Operation not permitted"), "\(message)")
+      } else {
+        #expect(message.contains("swapoff failed: No such file or directory"), "\(message)")
+        #expect(message.contains("packet: opened"), "\(message)")
+      }
+      try netd.expectNothingLeft()
+    }
+  }
+}
