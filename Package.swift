@@ -54,7 +54,7 @@ let package = Package(
     .target(
       name: "CrispConfig",
       dependencies: [
-        "CrispCore", "CrispLinux", .product(name: "TOMLKit", package: "TOMLKit"),
+        "CrispCore", "CrispLinux", "CrispDaemon", .product(name: "TOMLKit", package: "TOMLKit"),
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Shared/CrispConfig"),

@@ -1,4 +1,5 @@
 import CrispCore
+import CrispDaemon
 import Logging
 
 #if canImport(Glibc)
@@ -8,6 +9,20 @@ import Logging
 /// The first steps of every singleton daemon: read the config (refusing a bad file
 /// with its path, key and reason), set up logging, create the roots.
 public enum DaemonStartup {
+  nonisolated(unsafe) private static var reload: ReloadSignal?
+
+  private static func watchForReload(daemon: CrispConfig.Daemon, configPath: String?, logger: Logger) {
+    reload = ReloadSignal {
+      do {
+        let fresh = try CrispConfig.load(path: configPath)
+        CrispLogging.level = fresh.logLevel(for: daemon)
+        logger.notice("configuration reloaded", metadata: ["log_level": "\(CrispLogging.level)"])
+      } catch {
+        logger.error("configuration not reloaded: \(error)")
+      }
+    }
+  }
+
   public static func load(
     daemon: CrispConfig.Daemon, configPath: String?, logLevel: String?
   ) throws(CrispError) -> (CrispConfig, Logger) {
@@ -25,6 +40,10 @@ public enum DaemonStartup {
       level = parsed
     }
     let logger = CrispLogging.bootstrap(daemon: daemon.rawValue, level: level)
+    if logLevel == nil {
+      // An explicit --log-level stays; otherwise SIGHUP applies the file's level.
+      watchForReload(daemon: daemon, configPath: configPath, logger: logger)
+    }
     try makeDirectories(config.runRoot, mode: 0o711)
     try makeDirectories(config.root, mode: 0o711)
     return (config, logger)

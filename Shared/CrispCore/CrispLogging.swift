@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -10,13 +11,16 @@ import Logging
 /// timestamp to journald; otherwise it prints an RFC 3339 UTC timestamp.
 public struct CrispLogHandler: LogHandler {
   public var metadata: Logger.Metadata = [:]
-  public var logLevel: Logger.Level
+  /// One level for the whole daemon, changed at run time on SIGHUP.
+  public var logLevel: Logger.Level {
+    get { CrispLogging.level }
+    set { CrispLogging.level = newValue }
+  }
   private let label: String
   private let journald: Bool
 
   public init(label: String, level: Logger.Level) {
     self.label = label
-    self.logLevel = level
     self.journald = getenv("JOURNAL_STREAM") != nil
   }
 
@@ -109,8 +113,18 @@ extension Logger.Level {
 }
 
 public enum CrispLogging {
+  private static let currentLevel = Atomic<UInt8>(2)
+  private static let levels = Logger.Level.allCases
+
+  /// The level every logger of this process logs at.
+  public static var level: Logger.Level {
+    get { levels[Int(currentLevel.load(ordering: .relaxed))] }
+    set { currentLevel.store(UInt8(levels.firstIndex(of: newValue) ?? 2), ordering: .relaxed) }
+  }
+
   /// Installs `CrispLogHandler` once per process and returns the daemon's logger.
   public static func bootstrap(daemon: String, level: Logger.Level) -> Logger {
+    Self.level = level
     LoggingSystem.bootstrap { label in CrispLogHandler(label: label, level: level) }
     var logger = Logger(label: daemon)
     logger.logLevel = level

@@ -38,3 +38,16 @@ public final class TerminationSignals: @unchecked Sendable {
     { continuation.yield(signo) }
   }
 }
+
+/// SIGHUP: "read your configuration again" (today: the log level).
+public final class ReloadSignal: @unchecked Sendable {
+  private let source: any DispatchSourceSignal
+
+  /// Runs `reload` on every SIGHUP, on a background queue.
+  public init(_ reload: @escaping @Sendable () -> Void) {
+    signal(SIGHUP, SIG_IGN)
+    source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+    source.setEventHandler(handler: reload)
+    source.resume()
+  }
+}

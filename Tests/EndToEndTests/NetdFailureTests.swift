@@ -75,3 +75,26 @@ import Testing
     }
   }
 }
+
+extension NetdFailureTests {
+  @Test func sighupAppliesTheLogLevelFromTheConfigFile() async throws {
+    try await withNetd { netd in
+      let configPath = netd.dir + "/crisp.toml"
+      let config = try String(contentsOfFile: configPath, encoding: .utf8)
+      try config.replacingOccurrences(of: "log_level = \"debug\"", with: "log_level = \"info\"")
+        .write(toFile: configPath, atomically: true, encoding: .utf8)
+      try netd.writeBridgeConfig()
+      try await netd.start()
+      let first = NetdInstance.podID()
+      _ = try await netd.setup(first)
+      #expect(!netd.log.contains("CNI plugin finished"))
+
+      try config.write(toFile: configPath, atomically: true, encoding: .utf8)  // back to debug
+      try netd.signal(SIGHUP)
+      try await waitUntil("netd reloads", timeout: .seconds(10)) { netd.log.contains("configuration reloaded") }
+      try await netd.teardown(first)
+      #expect(netd.log.contains("CNI plugin finished"))
+      try netd.expectNothingLeft()
+    }
+  }
+}

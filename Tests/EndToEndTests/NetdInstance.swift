@@ -81,6 +81,11 @@ final class NetdInstance: @unchecked Sendable {
     _ = try await client.call(Health.self)
   }
 
+  func signal(_ signal: Int32) throws {
+    guard let process else { throw CrispError(.failedPrecondition, "netd is not running") }
+    Glibc.kill(process.processIdentifier, signal)
+  }
+
   func kill(_ signal: Int32) async throws {
     guard let process else { return }
     Glibc.kill(process.processIdentifier, signal)
