@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Libraries linked by shimd (one process per container) must stay free of full
-// Foundation, NIO and gRPC: see docs in README "Memory budget".
+// Foundation, NIO and gRPC (README, "Memory budget"): a node runs one shimd per container.
 let package = Package(
   name: "crisp",
   platforms: [.macOS(.v15)],
@@ -28,7 +28,8 @@ let package = Package(
     .systemLibrary(name: "CNNG", path: "Shared/CNNG"),
     .systemLibrary(name: "CCap", path: "Shared/CCap"),
     .systemLibrary(name: "CSeccomp", path: "Shared/CSeccomp"),
-    .target(name: "CCrispSys", path: "Shared/CCrispSys", linkerSettings: [.linkedLibrary("cap"), .linkedLibrary("seccomp")]),
+    .target(
+      name: "CCrispSys", path: "Shared/CCrispSys", linkerSettings: [.linkedLibrary("cap"), .linkedLibrary("seccomp")]),
 
     // Foundation-free libraries (linked by shimd).
     .target(

@@ -56,6 +56,7 @@ struct NetdCommand: AsyncParsableCommand {
       return Empty()
     }
     router.register(PodNetworkStatus.self) { request in try await networks.status(request.podID) }
+    router.register(PodNetworkCheck.self) { request in try await networks.check(request.podID) }
     router.register(PodNetworkList.self) { _ in PodNetworkList.Response(pods: await networks.list()) }
 
     let address = CrispPaths.ipcAddress(paths.netdSocket)

@@ -153,6 +153,19 @@ actor PodNetworks {
     return record.info
   }
 
+  func check(_ podID: String) async throws(CrispError) -> PodNetworkInfo {
+    try PodValidation.podID(podID)
+    try await lock(podID)
+    defer { unlock(podID) }
+    guard let record = try store.load(podID), record.state == .ready else {
+      throw CrispError(.notFound, "netd knows no ready pod \(podID)")
+    }
+    if let network = record.network, let runtime = record.runtime, let result = record.result {
+      try await invoker.check(network, runtime: runtime, runtimeConfig: record.runtimeConfig, cachedResult: result)
+    }
+    return record.info
+  }
+
   func list() -> [PodNetworkInfo] {
     store.all().map(\.info)
   }

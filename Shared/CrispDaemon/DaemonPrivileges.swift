@@ -1,11 +1,12 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import CCrispSys
 import CSeccomp
 import CrispCore
 import CrispLinux
 import Logging
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// The system calls a daemon refuses, and the socket families it may open.
 public struct SeccompProfile: Sendable {

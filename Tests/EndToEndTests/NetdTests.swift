@@ -84,11 +84,22 @@ import Testing
       #expect(netd.leasedIPs().count == 1)
 
       try await netd.kill(SIGKILL)
-      // Even with the configuration gone, DEL uses what ADD used.
+      // Even with the configuration gone, CHECK and DEL use what ADD used.
       try FileManager.default.removeItem(atPath: netd.cniDir + "/10-crisp-test.conflist")
       try await netd.start()
       let status = try await netd.client.call(PodNetworkStatus.self, .init(podID: id))
       #expect(status.ips == pod.ips)
+      let checked = try await netd.client.call(PodNetworkCheck.self, .init(podID: id))
+      #expect(checked.ips == pod.ips)
+
+      // CHECK notices when the pod's interface is gone, with the plugin's own words.
+      let removed = try runProgram(
+        "/usr/bin/nsenter", ["--net=" + pod.namespaces.network, "ip", "link", "del", "eth0"])
+      #expect(removed.status == 0, "\(removed.output)")
+      let broken = await #expect(throws: CrispError.self) {
+        try await netd.client.call(PodNetworkCheck.self, .init(podID: id))
+      }
+      #expect(broken?.message.contains("CHECK") == true, "\(broken?.message ?? "")")
 
       try await netd.teardown(id)
       try netd.expectNothingLeft()

@@ -141,3 +141,11 @@ public enum PodNetworkList: IPCMethod {
     public init(pods: [PodNetworkInfo]) { self.pods = pods }
   }
 }
+
+/// Runs CNI CHECK with the inputs and result cached at ADD: fails with the plugin's
+/// error when the pod's network is no longer as ADD left it.
+public enum PodNetworkCheck: IPCMethod {
+  public static let name = "netd.check"
+  public typealias Request = PodNetworkTeardown.Request
+  public typealias Response = PodNetworkInfo
+}
