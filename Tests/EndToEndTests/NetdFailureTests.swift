@@ -8,16 +8,16 @@ import Testing
 @Suite struct NetdFailureTests {
   @Test func aFailedCleanupKeepsTheRecordSoTeardownRetries() async throws {
     try await withNetd { netd in
-      let script = netd.pluginDir + "/crisp-flaky"
       let marker = netd.dir + "/del-fails"
-      try """
-      #!/bin/sh
-      cat > /dev/null
-      if [ "$CNI_COMMAND" = ADD ]; then echo '{"code": 11, "msg": "add refused"}'; exit 1; fi
-      if [ -e \(marker) ]; then echo '{"code": 11, "msg": "del refused"}'; exit 1; fi
-      exit 0
-      """.write(toFile: script, atomically: true, encoding: .utf8)
-      chmod(script, 0o755)
+      try netd.installPlugin(
+        "crisp-flaky",
+        script: """
+          #!/bin/sh
+          cat > /dev/null
+          if [ "$CNI_COMMAND" = ADD ]; then echo '{"code": 11, "msg": "add refused"}'; exit 1; fi
+          if [ -e \(marker) ]; then echo '{"code": 11, "msg": "del refused"}'; exit 1; fi
+          exit 0
+          """)
       _ = FileManager.default.createFile(atPath: marker, contents: nil)
       try netd.writeBridgeConfig(extraPlugins: [#"{"type": "crisp-flaky"}"#])
       try await netd.start()
@@ -52,15 +52,15 @@ import Testing
 
   @Test func aHungPluginIsKilledAtItsDeadline() async throws {
     try await withNetd { netd in
-      let script = netd.pluginDir + "/crisp-hang"
       // The grandchild keeps stdout open: the deadline must still end the call.
-      try """
-      #!/bin/sh
-      cat > /dev/null
-      if [ "$CNI_COMMAND" = ADD ]; then sleep 300 & sleep 300; fi
-      exit 0
-      """.write(toFile: script, atomically: true, encoding: .utf8)
-      chmod(script, 0o755)
+      try netd.installPlugin(
+        "crisp-hang",
+        script: """
+          #!/bin/sh
+          cat > /dev/null
+          if [ "$CNI_COMMAND" = ADD ]; then sleep 300 & sleep 300; fi
+          exit 0
+          """)
       try netd.writeBridgeConfig(extraPlugins: [#"{"type": "crisp-hang"}"#])
       let config = try String(contentsOfFile: netd.dir + "/crisp.toml", encoding: .utf8)
       try config.replacingOccurrences(of: "cni_plugin_timeout_ms = 20000", with: "cni_plugin_timeout_ms = 500")

@@ -63,6 +63,13 @@ final class NetdInstance: @unchecked Sendable {
     """.write(toFile: cniDir + "/10-crisp-test.conflist", atomically: true, encoding: .utf8)
   }
 
+  /// Puts an executable CNI plugin (a shell script) first on the plugin path.
+  func installPlugin(_ name: String, script: String) throws {
+    let path = pluginDir + "/" + name
+    try script.write(toFile: path, atomically: true, encoding: .utf8)
+    chmod(path, 0o755)
+  }
+
   func start() async throws {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binaryPath("netd"))

@@ -154,17 +154,17 @@ import Testing
 
   @Test func aFailingPluginsOwnErrorComesBackAndADDIsUndone() async throws {
     try await withNetd { netd in
-      let script = netd.pluginDir + "/crisp-fail"
-      try """
-      #!/bin/sh
-      cat > /dev/null
-      if [ "$CNI_COMMAND" = ADD ]; then
-        echo '{"cniVersion": "1.0.0", "code": 11, "msg": "quota exhausted", "details": "by design"}'
-        exit 1
-      fi
-      exit 0
-      """.write(toFile: script, atomically: true, encoding: .utf8)
-      chmod(script, 0o755)
+      try netd.installPlugin(
+        "crisp-fail",
+        script: """
+          #!/bin/sh
+          cat > /dev/null
+          if [ "$CNI_COMMAND" = ADD ]; then
+            echo '{"cniVersion": "1.0.0", "code": 11, "msg": "quota exhausted", "details": "by design"}'
+            exit 1
+          fi
+          exit 0
+          """)
       try netd.writeBridgeConfig(extraPlugins: [#"{"type": "crisp-fail"}"#])
       try await netd.start()
 

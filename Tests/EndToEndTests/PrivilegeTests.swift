@@ -70,23 +70,23 @@ import Testing
   @Test(arguments: [true, false])
   func aForbiddenCallFromNetdsProcessesFailsWithEPERM(seccomp: Bool) async throws {
     try await withNetd { netd in
-      let script = netd.pluginDir + "/crisp-probe"
-      try """
-      #!/bin/sh
-      cat > /dev/null
-      if [ "$CNI_COMMAND" = ADD ]; then
-        swap=$(/sbin/swapoff /crisp-no-such-swap 2>&1)
-        packet=$(/usr/bin/python3 -c 'import socket
-      try:
-          socket.socket(socket.AF_PACKET, socket.SOCK_RAW); print("opened")
-      except OSError as e:
-          print(e.strerror)' 2>&1)
-        printf '{"code": 11, "msg": "probe", "details": "swapoff: %s | packet: %s"}' "$swap" "$packet"
-        exit 1
-      fi
-      exit 0
-      """.write(toFile: script, atomically: true, encoding: .utf8)
-      chmod(script, 0o755)
+      try netd.installPlugin(
+        "crisp-probe",
+        script: """
+          #!/bin/sh
+          cat > /dev/null
+          if [ "$CNI_COMMAND" = ADD ]; then
+            swap=$(/sbin/swapoff /crisp-no-such-swap 2>&1)
+            packet=$(/usr/bin/python3 -c 'import socket
+          try:
+              socket.socket(socket.AF_PACKET, socket.SOCK_RAW); print("opened")
+          except OSError as e:
+              print(e.strerror)' 2>&1)
+            printf '{"code": 11, "msg": "probe", "details": "swapoff: %s | packet: %s"}' "$swap" "$packet"
+            exit 1
+          fi
+          exit 0
+          """)
       try netd.writeBridgeConfig(extraPlugins: [#"{"type": "crisp-probe"}"#])
       if !seccomp {
         let config = try String(contentsOfFile: netd.dir + "/crisp.toml", encoding: .utf8)
