@@ -10,9 +10,10 @@ RELEASE_DIR   = .build/release
 DEBUG_DIR     = .build/debug
 
 # Debian packages: C libraries (NNG, libcap, libseccomp), runc, the CNI plugins and
-# iptables (portmap), systemd-analyze for the unit tests, nng-utils for debugging IPC.
+# iptables (portmap), systemd-analyze for the unit tests, nng-utils for debugging IPC;
+# iproute2, util-linux (nsenter, swapoff) and python3 are used by the tests.
 APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev runc systemd \
-                containernetworking-plugins iptables
+                containernetworking-plugins iptables iproute2 util-linux python3
 # PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
 PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
 
