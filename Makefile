@@ -58,7 +58,7 @@ install: release cni-config
 	install -m 0644 README.md $(DESTDIR)$(PREFIX)/share/doc/crisp/README.md
 	@# An operator's configuration is never overwritten.
 	[ -e $(DESTDIR)/etc/crisp/crisp.toml ] || install -m 0644 deploy/crisp.toml $(DESTDIR)/etc/crisp/crisp.toml
-	-[ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ] && systemctl daemon-reload
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 uninstall:
 	for d in $(DAEMONS) crispctl; do rm -f $(DESTDIR)$(BINDIR)/$$d; done
