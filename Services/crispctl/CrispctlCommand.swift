@@ -68,15 +68,20 @@ struct Status: AsyncParsableCommand {
     if anyDown { throw ExitCode(1) }
   }
 
+  func describe(_ set: Set<Capability>) -> String {
+    if set.count == Capability.all.count { return "all (\(set.count))" }
+    return set.isEmpty ? "none" : set.names
+  }
+
   func describe(name: String, pid: Int32, version: String?, uptime: Double?, ready: Bool, note: String?) -> String {
-    let proc = ProcStatus(pid: pid)
+    let proc = ProcessStatus(pid: pid)
     var line = "\(name): up pid=\(pid)"
     if let version { line += " version=\(version)" }
     if let uptime { line += " uptime=\(String(format: "%.1f", uptime))s" }
     line += " ready=\(ready)"
-    line += " seccomp=\(proc.seccompMode) no_new_privs=\(proc.noNewPrivs)"
-    line += "\n  effective: \(proc.capabilities("CapEff"))"
-    line += "\n  bounding:  \(proc.capabilities("CapBnd"))"
+    line += " seccomp=\(proc.seccompMode) no_new_privs=\(proc.noNewPrivileges)"
+    line += "\n  effective: \(describe(proc.capabilities("CapEff")))"
+    line += "\n  bounding:  \(describe(proc.capabilities("CapBnd")))"
     if let note, !note.isEmpty { line += "\n  \(note)" }
     return line
   }
@@ -150,40 +155,5 @@ struct Shims: AsyncParsableCommand {
       }
       client.close()
     }
-  }
-}
-
-/// Privilege facts of a process from /proc/<pid>/status.
-struct ProcStatus {
-  let fields: [String: String]
-
-  init(pid: Int32) {
-    let text =
-      (try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(pid)/status")).readToEnd())
-      .flatMap { $0 }.map { String(decoding: $0, as: UTF8.self) } ?? ""
-    var fields: [String: String] = [:]
-    for line in text.split(separator: "\n") {
-      let parts = line.split(separator: ":", maxSplits: 1)
-      if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
-    }
-    self.fields = fields
-  }
-
-  var seccompMode: String {
-    switch fields["Seccomp"] {
-    case "0": "disabled"
-    case "1": "strict"
-    case "2": "filter"
-    default: "unknown"
-    }
-  }
-
-  var noNewPrivs: Bool { fields["NoNewPrivs"] == "1" }
-
-  func capabilities(_ field: String) -> String {
-    guard let mask = fields[field].flatMap({ UInt64($0, radix: 16) }) else { return "?" }
-    let set = Set(Capability.all.filter { mask & (1 << UInt64($0.value)) != 0 })
-    if set.count == Capability.all.count { return "all (\(set.count))" }
-    return set.isEmpty ? "none" : set.names
   }
 }

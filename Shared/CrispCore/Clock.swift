@@ -11,3 +11,12 @@ public enum WallClock {
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
   }
 }
+
+public enum MonotonicClock {
+  /// Milliseconds on CLOCK_MONOTONIC, for deadlines.
+  public static func milliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+  }
+}

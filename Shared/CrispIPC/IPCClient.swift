@@ -83,7 +83,7 @@ public final class IPCClient: Sendable {
 
   /// Sends raw bytes and returns the raw reply: for tests and debugging tools.
   public func roundTrip(_ bytes: [UInt8], method: String, timeoutMs: Int32) async throws(CrispError) -> [UInt8] {
-    let start = Self.monotonicMs()
+    let start = MonotonicClock.milliseconds()
     let ctx: NNGContext
     let aio: AsyncAIO
     do {
@@ -111,7 +111,7 @@ public final class IPCClient: Sendable {
       if let unsent = aio.takeMessage() { nng_msg_free(unsent) }
       throw failure(sent, method: method, timeoutMs: timeoutMs)
     }
-    let remaining = max(1, timeoutMs - Int32(clamping: Self.monotonicMs() - start))
+    let remaining = max(1, timeoutMs - Int32(clamping: MonotonicClock.milliseconds() - start))
     let received = await aio.perform(timeoutMs: remaining) { nng_ctx_recv(ctx.raw, $0) }
     if received != 0 {
       throw failure(received, method: method, timeoutMs: timeoutMs)
@@ -170,9 +170,4 @@ public final class IPCClient: Sendable {
     }
   }
 
-  static func monotonicMs() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-  }
 }

@@ -86,12 +86,12 @@ public enum ChildProcess {
     var out: [UInt8] = []
     var err: [UInt8] = []
     var open = (out: true, err: true)
-    let deadline = monotonicMs() + Int64(timeoutMs)
+    let deadline = MonotonicClock.milliseconds() + Int64(timeoutMs)
     var timedOut = false
     var buffer = [UInt8](repeating: 0, count: 16 * 1024)
 
     while open.out || open.err || stdinOpen {
-      let remaining = deadline - monotonicMs()
+      let remaining = deadline - MonotonicClock.milliseconds()
       if remaining <= 0 {
         timedOut = true
         break
@@ -134,11 +134,6 @@ public enum ChildProcess {
     return Output(status: code, stdout: out, stderr: err, timedOut: timedOut)
   }
 
-  static func monotonicMs() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-  }
 }
 
 /// Calls `body` with a NULL-terminated, mutable C string array (argv/envp style).

@@ -8,19 +8,6 @@ import Testing
 
 /// Each daemon runs with its own capability set and seccomp filter; /proc tells the truth.
 @Suite struct PrivilegeTests {
-  struct ProcStatus {
-    let fields: [String: String]
-    init(pid: Int32) {
-      var fields: [String: String] = [:]
-      for line in readWholeFile("/proc/\(pid)/status").split(separator: "\n") {
-        let parts = line.split(separator: ":", maxSplits: 1)
-        if parts.count == 2 { fields[String(parts[0])] = parts[1].trimmingCharacters(in: .whitespaces) }
-      }
-      self.fields = fields
-    }
-    func mask(_ key: String) -> UInt64 { UInt64(fields[key] ?? "", radix: 16) ?? .max }
-  }
-
   static func mask(_ names: [String]) throws -> UInt64 {
     try names.reduce(0) { $0 | (1 << UInt64(try Capability(name: $1).value)) }
   }
@@ -33,20 +20,20 @@ import Testing
         (CrispInstance.Daemon.imaged, defaults.imaged.capabilities), (.netd, defaults.netd.capabilities),
       ] {
         let pid = try #require(crisp.pid(daemon))
-        let status = ProcStatus(pid: pid)
+        let status = ProcessStatus(pid: pid)
         let expected = try Self.mask(names)
-        #expect(status.mask("CapEff") == expected, "\(daemon) CapEff \(status.fields["CapEff"] ?? "")")
-        #expect(status.mask("CapPrm") == expected, "\(daemon)")
-        #expect(status.mask("CapBnd") == expected, "\(daemon) CapBnd \(status.fields["CapBnd"] ?? "")")
-        #expect(status.mask("CapAmb") == 0, "\(daemon)")
+        #expect(status.capabilityMask("CapEff") == expected, "\(daemon) CapEff \(status.fields["CapEff"] ?? "")")
+        #expect(status.capabilityMask("CapPrm") == expected, "\(daemon)")
+        #expect(status.capabilityMask("CapBnd") == expected, "\(daemon) CapBnd \(status.fields["CapBnd"] ?? "")")
+        #expect(status.capabilityMask("CapAmb") == 0, "\(daemon)")
         #expect(status.fields["Seccomp"] == "2", "\(daemon)")
         #expect(status.fields["NoNewPrivs"] == "1", "\(daemon)")
       }
       // imaged holds nothing for networks, netd nothing for images.
-      let imaged = ProcStatus(pid: try #require(crisp.pid(.imaged))).mask("CapEff")
+      let imaged = ProcessStatus(pid: try #require(crisp.pid(.imaged))).capabilityMask("CapEff") ?? .max
       #expect(imaged & (1 << UInt64(try Capability(name: "NET_ADMIN").value)) == 0)
       #expect(imaged & (1 << UInt64(try Capability(name: "SYS_ADMIN").value)) == 0)
-      let netd = ProcStatus(pid: try #require(crisp.pid(.netd))).mask("CapEff")
+      let netd = ProcessStatus(pid: try #require(crisp.pid(.netd))).capabilityMask("CapEff") ?? .max
       #expect(netd & (1 << UInt64(try Capability(name: "MKNOD").value)) == 0)
     }
   }
@@ -58,9 +45,9 @@ import Testing
       try crisp.start(.imaged)
       let client = try IPCClient(peer: "imaged", address: CrispPaths.ipcAddress(crisp.paths.imagedSocket))
       _ = try await client.call(Health.self)
-      let status = ProcStatus(pid: try #require(crisp.pid(.imaged)))
-      #expect(status.mask("CapEff") == (try Self.mask(["CAP_CHOWN", "CAP_FOWNER"])))
-      #expect(status.mask("CapBnd") == (try Self.mask(["CAP_CHOWN", "CAP_FOWNER"])))
+      let status = ProcessStatus(pid: try #require(crisp.pid(.imaged)))
+      #expect(status.capabilityMask("CapEff") == (try Self.mask(["CAP_CHOWN", "CAP_FOWNER"])))
+      #expect(status.capabilityMask("CapBnd") == (try Self.mask(["CAP_CHOWN", "CAP_FOWNER"])))
     }
   }
 

@@ -1,6 +1,7 @@
 import CCrispSys
 import CrispCore
 import CrispIPC
+import CrispLinux
 
 #if canImport(Glibc)
   import Glibc
@@ -54,11 +55,11 @@ struct NamespacePinner: Sendable {
     }
 
     var error = crisp_pin_error()
-    let rv = withCStrings(sysctls.map(\.path)) { sysctlPaths in
-      withCStrings(sysctls.map(\.value)) { sysctlValues in
+    let rv = withCMutableStrings(sysctls.map(\.path)) { sysctlPaths in
+      withCMutableStrings(sysctls.map(\.value)) { sysctlValues in
         crisp_pin_namespaces(
           kinds.rawValue, namespaces.network, namespaces.ipc, namespaces.uts, hostname,
-          sysctlPaths, sysctlValues, Int32(sysctls.count), &error)
+          constArray(sysctlPaths), constArray(sysctlValues), Int32(sysctls.count), &error)
       }
     }
     if rv != 0 {
@@ -104,10 +105,7 @@ extension String {
   fileprivate func replacingSlashes() -> String { String(map { $0 == "/" ? "." : $0 }) }
 }
 
-/// Calls `body` with a NULL-terminated C array of the strings.
-func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-  let duplicated = strings.map { UnsafePointer(strdup($0)) }
-  defer { duplicated.forEach { free(UnsafeMutablePointer(mutating: $0)) } }
-  let array = duplicated + [nil]
-  return array.withUnsafeBufferPointer { body($0.baseAddress!) }
+/// `char *const *` as the `const char *const *` the C call takes.
+private func constArray(_ array: UnsafePointer<UnsafeMutablePointer<CChar>?>) -> UnsafePointer<UnsafePointer<CChar>?> {
+  UnsafeRawPointer(array).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
 }
