@@ -9,15 +9,19 @@ DAEMONS      := cri-frontd imaged netd shimd
 RELEASE_DIR   = .build/release
 DEBUG_DIR     = .build/debug
 
-# Debian packages: C libraries (NNG, libcap, libseccomp), runc, the CNI plugins and
-# iptables (portmap), systemd-analyze for the unit tests, nng-utils for debugging IPC;
-# iproute2, util-linux (nsenter, swapoff) and python3 are used by the tests.
-APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev runc systemd \
-                containernetworking-plugins iptables iproute2 util-linux python3
+# Debian packages: C libraries (NNG, libcap, libseccomp, libarchive for layers, SQLite
+# for the image database), runc, the CNI plugins and iptables (portmap),
+# systemd-analyze for the unit tests, nng-utils for debugging IPC; iproute2,
+# util-linux (nsenter, swapoff) and python3 are used by the tests; docker-registry,
+# busybox-static, zstd, openssl and apache2-utils (htpasswd) make the tests' local
+# registries and images; skopeo and umoci are the pull benchmark's peers.
+APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev libarchive-dev libsqlite3-dev runc systemd \
+                containernetworking-plugins iptables iproute2 util-linux python3 \
+                docker-registry busybox-static zstd openssl apache2-utils skopeo umoci
 # PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
 PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
 
-.PHONY: all deps build release run test bench install uninstall generate format clean cni-config
+.PHONY: all deps build release run test bench install uninstall generate format clean cni-config registries-config
 
 all: build
 
@@ -37,7 +41,7 @@ release: deps
 
 # Starts imaged, netd and cri-frontd in the foreground with $(CONFIG) (or the
 # defaults when it does not exist); Ctrl-C stops them all.
-run: release cni-config
+run: release cni-config registries-config
 	deploy/crisp-run $(RELEASE_DIR) $(CONFIG)
 
 # Every test: unit, IPC between real processes, the daemons end to end over the CRI
@@ -51,7 +55,7 @@ bench: deps
 	$(SWIFT) build -c release
 	$(RELEASE_DIR)/crisp-bench --bin-dir $(RELEASE_DIR)
 
-install: release cni-config
+install: release cni-config registries-config
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/crisp $(DESTDIR)/etc/systemd/system $(DESTDIR)$(PREFIX)/share/doc/crisp
 	for d in $(DAEMONS) crispctl; do install -m 0755 $(RELEASE_DIR)/$$d $(DESTDIR)$(BINDIR)/$$d; done
 	install -m 0644 deploy/systemd/*.service deploy/systemd/*.target $(DESTDIR)/etc/systemd/system/
@@ -74,6 +78,17 @@ cni-config:
 	else \
 	  install -m 0644 deploy/cni/10-crisp-bridge.conflist $(DESTDIR)$(CNI_CONF_DIR)/ && \
 	  echo "cni: installed $(CNI_CONF_DIR)/10-crisp-bridge.conflist"; \
+	fi
+
+# Short names resolve through docker.io, as on a stock CRI-O node; an existing
+# registries.conf (shared with podman, CRI-O, skopeo) is never touched.
+REGISTRIES_CONF ?= /etc/containers/registries.conf
+registries-config:
+	@if [ -e $(DESTDIR)$(REGISTRIES_CONF) ]; then \
+	  echo "registries: keeping $(REGISTRIES_CONF)"; \
+	else \
+	  install -D -m 0644 deploy/registries.conf $(DESTDIR)$(REGISTRIES_CONF) && \
+	  echo "registries: installed $(REGISTRIES_CONF)"; \
 	fi
 
 # The default configuration file is what `cri-frontd config` prints; a test checks it.

@@ -22,12 +22,18 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", exact: "1.16.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", exact: "1.8.2"),
     .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
+    .package(url: "https://github.com/swift-server/async-http-client.git", exact: "1.37.0"),
+    .package(url: "https://github.com/apple/swift-nio.git", exact: "2.101.3"),
+    .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
+    .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
   ],
   targets: [
     // C libraries and the few Linux calls Glibc does not expose to Swift.
     .systemLibrary(name: "CNNG", path: "Shared/CNNG"),
     .systemLibrary(name: "CCap", path: "Shared/CCap"),
     .systemLibrary(name: "CSeccomp", path: "Shared/CSeccomp"),
+    .systemLibrary(name: "CArchive", path: "Shared/CArchive"),
     .target(
       name: "CCrispSys", path: "Shared/CCrispSys", linkerSettings: [.linkedLibrary("cap"), .linkedLibrary("seccomp")]),
 
@@ -59,6 +65,7 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Shared/CrispConfig"),
+    .target(name: "CrispOCI", path: "Shared/CrispOCI"),
     .target(
       name: "CRIAPI",
       dependencies: [
@@ -80,14 +87,30 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Services/cri-frontd"),
+    // imaged's work (registry client, pull pipeline, stores, unpacking), kept in a
+    // library so that its tests can reach it without the daemon.
+    .target(
+      name: "ImagedKit",
+      dependencies: [
+        "CArchive", "CCrispSys", "CrispCore", "CrispOCI", "CrispIPC", "CrispLinux",
+        .product(name: "TOMLKit", package: "TOMLKit"),
+        .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Services/imaged/ImagedKit"),
     .executableTarget(
       name: "imaged",
       dependencies: [
-        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux",
+        "ImagedKit", "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
-      path: "Services/imaged"),
+      path: "Services/imaged/Daemon"),
     .executableTarget(
       name: "netd",
       dependencies: [
@@ -136,6 +159,10 @@ let package = Package(
       name: "CrispLinuxTests",
       dependencies: ["CrispTestSupport", "CrispLinux", "CCrispSys"],
       path: "Tests/CrispLinuxTests"),
+    .testTarget(
+      name: "ImagedTests",
+      dependencies: ["CrispTestSupport", "ImagedKit", "CArchive", "CrispCore", "CrispOCI"],
+      path: "Tests/ImagedTests"),
     .testTarget(
       name: "EndToEndTests",
       dependencies: [

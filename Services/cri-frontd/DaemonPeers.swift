@@ -8,9 +8,12 @@ import CrispIPC
 final class DaemonPeers: Sendable {
   let imaged: IPCClient
   let netd: IPCClient
+  /// Deadline of a pull: far longer than other calls, since images can be large.
+  let pullTimeoutMs: Int32
 
   init(config: CrispConfig) throws {
     let timeout = Int32(config.ipc.requestTimeoutMs)
+    pullTimeoutMs = Int32(clamping: config.ipc.pullTimeoutMs)
     imaged = try IPCClient(
       peer: "imaged", address: CrispPaths.ipcAddress(config.paths.imagedSocket), defaultTimeoutMs: timeout)
     netd = try IPCClient(

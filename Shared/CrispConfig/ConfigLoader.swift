@@ -57,6 +57,7 @@ extension CrispConfig {
       try ipc.int("request_timeout_ms", into: &config.ipc.requestTimeoutMs, range: 1...3_600_000)
       try ipc.int("health_timeout_ms", into: &config.ipc.healthTimeoutMs, range: 1...60_000)
       try ipc.int("server_workers", into: &config.ipc.serverWorkers, range: 1...1024)
+      try ipc.int("pull_timeout_ms", into: &config.ipc.pullTimeoutMs, range: 1_000...86_400_000)
       try ipc.finish()
     }
     if var frontd = try top.subtable("frontd") {
@@ -67,6 +68,12 @@ extension CrispConfig {
     }
     if var imaged = try top.subtable("imaged") {
       try imaged.strings("capabilities", into: &config.imaged.capabilities, check: capabilityName)
+      try imaged.string("registries_conf", into: &config.imaged.registriesConf, check: absolutePath)
+      try imaged.string("auth_file", into: &config.imaged.authFile, check: absolutePath)
+      try imaged.string("certs_dir", into: &config.imaged.certsDir, check: absolutePath)
+      try imaged.int("max_concurrent_downloads", into: &config.imaged.maxConcurrentDownloads, range: 1...64)
+      try imaged.int("pull_progress_timeout_ms", into: &config.imaged.pullProgressTimeoutMs, range: 100...3_600_000)
+      try imaged.strings("pinned_images", into: &config.imaged.pinnedImages) { $0.isEmpty ? "must not be empty" : nil }
       try imaged.string("log_level", into: &config.imaged.logLevel, check: optionalLogLevelName)
       try imaged.finish()
     }

@@ -31,6 +31,8 @@ extension CrispConfig {
       health_timeout_ms = \(ipc.healthTimeoutMs)
       # Requests each daemon serves at once.
       server_workers = \(ipc.serverWorkers)
+      # Deadline of an image pull handed to imaged, in milliseconds.
+      pull_timeout_ms = \(ipc.pullTimeoutMs)
 
       # cri-frontd: the CRI gRPC server kubelet talks to.
       [frontd]
@@ -44,6 +46,20 @@ extension CrispConfig {
       [imaged]
       # Capabilities imaged keeps (bounding, effective, permitted); ["ALL"] keeps all.
       capabilities = [\(imaged.capabilities.map(quote).joined(separator: ", "))]
+      # Mirrors, insecure and blocked registries, short-name search registries, in the
+      # containers-registries.conf(5) v2 format; a missing file means no rules.
+      registries_conf = \(quote(imaged.registriesConf))
+      # Registry credentials (Docker config.json format) for pulls that bring none.
+      auth_file = \(quote(imaged.authFile))
+      # Per-registry TLS (containers-certs.d(5)): <dir>/<host[:port]>/*.crt are extra CAs,
+      # *.cert with *.key a client certificate.
+      certs_dir = \(quote(imaged.certsDir))
+      # Layers downloaded at once per pull.
+      max_concurrent_downloads = \(imaged.maxConcurrentDownloads)
+      # A pull that receives nothing for this long fails, in milliseconds.
+      pull_progress_timeout_ms = \(imaged.pullProgressTimeoutMs)
+      # Images kubelet's image garbage collection leaves alone.
+      pinned_images = [\(imaged.pinnedImages.map(quote).joined(separator: ", "))]
       log_level = \(quote(imaged.logLevel))
 
       # netd: pod network namespaces and CNI plugins.

@@ -33,6 +33,9 @@ public struct CrispConfig: Sendable, Equatable {
     public var healthTimeoutMs = 1_000
     /// Requests each daemon serves at once.
     public var serverWorkers = 32
+    /// Deadline of an image pull handed to imaged, in milliseconds: kubelet cancels a
+    /// pull on its own terms, so this only bounds a pull that hangs.
+    public var pullTimeoutMs = 3_600_000
     public init() {}
   }
 
@@ -51,6 +54,21 @@ public struct CrispConfig: Sendable, Equatable {
     public var capabilities = [
       "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_MKNOD", "CAP_SETFCAP",
     ]
+    /// Registry mirrors, insecure and blocked registries, short-name search, in the
+    /// containers-registries.conf(5) v2 format. A missing file means "no rules".
+    public var registriesConf = "/etc/containers/registries.conf"
+    /// Registry credentials in the Docker config.json format, used when PullImage
+    /// brings none. A missing file means "anonymous".
+    public var authFile = "/etc/crisp/auth.json"
+    /// Per-registry TLS material, containers-certs.d(5): `<dir>/<host[:port]>/*.crt` are
+    /// extra CAs, `*.cert` + `*.key` a client certificate.
+    public var certsDir = "/etc/containers/certs.d"
+    /// Layers downloaded at once per pull.
+    public var maxConcurrentDownloads = 3
+    /// A pull that receives no byte for this long fails, in milliseconds.
+    public var pullProgressTimeoutMs = 60_000
+    /// Images kubelet's garbage collection must leave alone (shown as `pinned`).
+    public var pinnedImages = ["registry.k8s.io/pause:3.10"]
     public var logLevel = ""
     public init() {}
   }

@@ -23,7 +23,12 @@ final class CrispInstance: @unchecked Sendable {
   private var logs: [Daemon: String] = [:]
   private let lock = NSLock()
 
-  init(extraConfig: String = "") throws {
+  /// Where this instance's imaged reads registries.conf, auth.json and certs.d.
+  var registriesConf: String { dir + "/registries.conf" }
+  var authFile: String { dir + "/auth.json" }
+  var certsDir: String { dir + "/certs.d" }
+
+  init(extraConfig: String = "", imagedConfig: String = "") throws {
     dir = try makeTemporaryDirectory(prefix: "crisp-e2e")
     paths = CrispPaths(root: dir + "/root", runRoot: dir + "/run")
     cniDir = dir + "/cni"
@@ -36,6 +41,12 @@ final class CrispInstance: @unchecked Sendable {
       \(extraConfig)
       [ipc]
       health_timeout_ms = 300
+
+      [imaged]
+      registries_conf = "\(dir)/registries.conf"
+      auth_file = "\(dir)/auth.json"
+      certs_dir = "\(dir)/certs.d"
+      \(imagedConfig)
 
       [netd]
       cni_config_dir = "\(cniDir)"
@@ -148,8 +159,10 @@ extension Runtime_V1_StatusResponse {
 }
 
 /// Runs `body` with a fresh instance and destroys it afterwards, also when `body` throws.
-func withCrisp(extraConfig: String = "", _ body: (CrispInstance) async throws -> Void) async throws {
-  let crisp = try CrispInstance(extraConfig: extraConfig)
+func withCrisp(
+  extraConfig: String = "", imagedConfig: String = "", _ body: (CrispInstance) async throws -> Void
+) async throws {
+  let crisp = try CrispInstance(extraConfig: extraConfig, imagedConfig: imagedConfig)
   do {
     try await body(crisp)
   } catch {

@@ -98,12 +98,6 @@ import Testing
       }
       #expect(error?.code == .unimplemented)
       #expect(error?.message.contains("ListContainers") == true)
-
-      let imageError = await #expect(throws: RPCError.self) {
-        _ = try await crisp.withImages { try await $0.listImages(.init()) }
-      }
-      #expect(imageError?.code == .unimplemented)
-      #expect(imageError?.message.contains("ListImages") == true)
     }
   }
 

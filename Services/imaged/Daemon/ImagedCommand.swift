@@ -4,6 +4,7 @@ import CrispCore
 import CrispDaemon
 import CrispIPC
 import CrispLinux
+import ImagedKit
 import Logging
 
 /// imaged: pulls, stores and unpacks images and prepares container root filesystems.
@@ -28,14 +29,43 @@ struct ImagedCommand: AsyncParsableCommand {
     let paths = config.paths
     try makeDirectories(paths.imagesDir, mode: 0o700)
 
+    let registries = try loadOrExit(logger) { () throws(RegistriesConfigError) in
+      try RegistriesConfig.load(path: config.imaged.registriesConf)
+    }
+    let authFile = try loadOrExit(logger) { () throws(AuthFileError) in try AuthFile.load(path: config.imaged.authFile) }
+    let store = try ImageStore(
+      paths: ImageStorePaths(base: paths.imagesDir), registries: registries, pinnedImages: config.imaged.pinnedImages,
+      logger: logger)
+    try store.cleanUpAfterRestart()
+    let client = RegistryClient(certsDir: config.imaged.certsDir, logger: logger)
+    let puller = ImagePuller(
+      client: client, registries: registries, authFile: authFile, paths: store.paths, database: store.database,
+      settings: PullSettings(
+        maxConcurrentDownloads: config.imaged.maxConcurrentDownloads,
+        progressTimeoutMs: Int64(config.imaged.pullProgressTimeoutMs)),
+      logger: logger)
+    let handlers = ImageHandlers(store: store, puller: puller, logger: logger)
+
     let identity = DaemonIdentity(name: "imaged")
     var router = IPCRouter()
     router.register(Health.self) { _ in identity.health() }
+    handlers.register(in: &router)
 
     let address = CrispPaths.ipcAddress(paths.imagedSocket)
     let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)
     try confine(seccomp: config.seccomp, action: config.seccompAction, caps: caps, profile: .imaged, logger: logger)
     logger.info("imaged serving", metadata: ["socket": "\(address)", "version": "\(CrispVersion.string)"])
     await serveUntilTerminated(server, signals: signals, logger: logger)
+    await client.shutdown()
+  }
+
+  /// A configuration file imaged cannot read stops it with the file's own message.
+  private func loadOrExit<T, E: Error>(_ logger: Logger, _ body: () throws(E) -> T) throws -> T {
+    do {
+      return try body()
+    } catch {
+      logger.critical("\(error)")
+      throw ExitCode.failure
+    }
   }
 }

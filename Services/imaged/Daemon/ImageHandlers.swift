@@ -1,0 +1,56 @@
+import CrispCore
+import CrispIPC
+import FoundationEssentials
+import ImagedKit
+import Logging
+
+/// imaged's IPC calls, each a thin translation onto the store or the puller.
+struct ImageHandlers: Sendable {
+  let store: ImageStore
+  let puller: ImagePuller
+  let logger: Logger
+
+  func register(in router: inout IPCRouter) {
+    router.register(ImagePull.self) { request in
+      let record = try await puller.pull(request.image, credentials: try Self.credentials(request.auth))
+      return ImagePull.Response(image: store.info(record))
+    }
+    router.register(ImageList.self) { request in
+      ImageList.Response(images: try store.list(filter: request.filter))
+    }
+    router.register(ImageStatus.self) { request in
+      guard let record = try store.resolve(request.image) else { return ImageStatus.Response(image: nil) }
+      return ImageStatus.Response(image: store.info(record), configJSON: request.verbose ? record.configJSON : nil)
+    }
+    router.register(ImageRemove.self) { request in
+      ImageRemove.Response(deleted: try store.remove(request.image))
+    }
+    router.register(ImageFsUsage.self) { _ in try store.usage() }
+    router.register(SnapshotPrepare.self) { request in
+      try store.prepareSnapshot(containerID: request.containerID, image: request.image)
+    }
+    router.register(SnapshotRelease.self) { request in
+      try store.releaseSnapshot(containerID: request.containerID)
+      return Empty()
+    }
+  }
+
+  /// The CRI's AuthConfig as registry credentials; nil when it carries none.
+  static func credentials(_ auth: RegistryAuth?) throws(CrispError) -> RegistryCredentials? {
+    guard let auth else { return nil }
+    if !auth.registryToken.isEmpty { return .registryToken(auth.registryToken) }
+    if !auth.identityToken.isEmpty { return .identityToken(auth.identityToken) }
+    if !auth.username.isEmpty || !auth.password.isEmpty {
+      return .basic(username: auth.username, password: auth.password)
+    }
+    if !auth.auth.isEmpty {
+      guard let data = Data(base64Encoded: auth.auth), let decoded = String(data: data, encoding: .utf8),
+        let colon = decoded.firstIndex(of: ":")
+      else {
+        throw CrispError(.invalidArgument, "auth.auth must be base64 of \"username:password\"")
+      }
+      return .basic(username: String(decoded[..<colon]), password: String(decoded[decoded.index(after: colon)...]))
+    }
+    return nil
+  }
+}

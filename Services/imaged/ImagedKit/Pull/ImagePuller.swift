@@ -1,0 +1,324 @@
+import CrispCore
+import CrispIPC
+import CrispOCI
+import FoundationEssentials
+import Glibc
+import Logging
+
+/// What a pull is allowed to do, from imaged's configuration.
+public struct PullSettings: Sendable {
+  public var maxConcurrentDownloads: Int
+  public var progressTimeoutMs: Int64
+  public var platform: Platform
+
+  public init(maxConcurrentDownloads: Int = 3, progressTimeoutMs: Int64 = 60_000, platform: Platform = .host) {
+    self.maxConcurrentDownloads = maxConcurrentDownloads
+    self.progressTimeoutMs = progressTimeoutMs
+    self.platform = platform
+  }
+}
+
+extension Platform {
+  /// linux/<this machine's architecture in Go's names>.
+  public static var host: Platform {
+    var name = utsname()
+    uname(&name)
+    let machine = withUnsafeBytes(of: name.machine) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+    let architecture: String =
+      switch machine {
+      case "x86_64": "amd64"
+      case "aarch64": "arm64"
+      case "armv7l": "arm"
+      case "s390x", "ppc64le", "riscv64": machine
+      default: machine
+      }
+    return Platform(architecture: architecture, os: "linux", variant: machine == "armv7l" ? "v7" : nil)
+  }
+}
+
+/// Pulls images: resolves the name (short names, registries.conf mirrors), fetches the
+/// manifest (picking this platform from an index) and config, fetches the missing
+/// layers in parallel through `LayerFetcher`, and records the image. Concurrent pulls
+/// of one reference share one pull, and concurrent pulls of images sharing a layer
+/// share that layer's download.
+public actor ImagePuller {
+  private let client: RegistryClient
+  private let registries: RegistriesConfig
+  private let authFile: AuthFile
+  private let paths: ImageStorePaths
+  private let database: ImageDatabase
+  private let settings: PullSettings
+  private let logger: Logger
+  private var pulls: [String: Task<ImageRecord, any Error>] = [:]
+  private var layers: [String: (task: Task<LayerRecord, any Error>, progress: LayerProgress)] = [:]
+
+  public init(
+    client: RegistryClient, registries: RegistriesConfig, authFile: AuthFile, paths: ImageStorePaths,
+    database: ImageDatabase, settings: PullSettings, logger: Logger
+  ) {
+    // A stage that stops reading its pipe must not kill the daemon.
+    signal(SIGPIPE, SIG_IGN)
+    self.client = client
+    self.registries = registries
+    self.authFile = authFile
+    self.paths = paths
+    self.database = database
+    self.settings = settings
+    self.logger = logger
+  }
+
+  /// Pulls `image` (anything `RegistriesConfig.qualify` accepts). Credentials from the
+  /// request win over the auth file.
+  public func pull(_ image: String, credentials: RegistryCredentials?) async throws(CrispError) -> ImageRecord {
+    let candidates: [ImageReference]
+    do {
+      candidates = try registries.qualify(image)
+    } catch {
+      throw error.crispError
+    }
+    var failures: [CrispError] = []
+    for reference in candidates {
+      do throws(CrispError) {
+        return try await pullShared(reference, credentials: credentials)
+      } catch {
+        // A short name tries the next search registry; anything else was the only try.
+        failures.append(error)
+        if candidates.count == 1 || error.code == .invalidArgument { throw error }
+      }
+    }
+    let last = failures.last ?? CrispError(.notFound, "image \"\(image)\" not found")
+    throw CrispError(
+      last.code,
+      "image \"\(image)\" could not be pulled from any search registry: "
+        + zip(candidates, failures).map { "\($0.0): \($0.1.message)" }.joined(separator: "; "))
+  }
+
+  private func pullShared(
+    _ reference: ImageReference, credentials: RegistryCredentials?
+  ) async throws(CrispError) -> ImageRecord {
+    let key = reference.description
+    let task: Task<ImageRecord, any Error>
+    if let running = pulls[key] {
+      task = running
+    } else {
+      task = Task { try await self.pullWithWatchdog(reference, credentials: credentials) }
+      pulls[key] = task
+    }
+    defer { if pulls[key] == task { pulls[key] = nil } }
+    do {
+      return try await withTaskCancellationHandler {
+        try await task.value
+      } onCancel: {
+        task.cancel()
+      }
+    } catch let error as CrispError {
+      throw error
+    } catch {
+      throw CrispError(.internal, "pull of \(reference) failed: \(error)")
+    }
+  }
+
+  private func pullWithWatchdog(
+    _ reference: ImageReference, credentials: RegistryCredentials?
+  ) async throws -> ImageRecord {
+    let progress = PullProgress()
+    let timeout = settings.progressTimeoutMs
+    let started = MonotonicClock.milliseconds()
+    return try await withThrowingTaskGroup(of: ImageRecord?.self) { group in
+      group.addTask { try await self.pullOne(reference, credentials: credentials, progress: progress) }
+      group.addTask {
+        await progress.waitUntilStalled(timeoutMs: timeout)
+        if Task.isCancelled { return nil }
+        throw CrispError(
+          .deadlineExceeded, "pull of \(reference) made no progress for \(timeout) ms (pull_progress_timeout_ms)")
+      }
+      defer { group.cancelAll() }
+      while let result = try await group.next() {
+        if let image = result {
+          self.logger.info(
+            "image pulled",
+            metadata: [
+              "image": "\(reference)", "id": "\(image.id)", "bytes": "\(progress.bytes)",
+              "ms": "\(MonotonicClock.milliseconds() - started)",
+            ])
+          return image
+        }
+      }
+      throw CrispError(.internal, "pull of \(reference) ended without a result")
+    }
+  }
+
+  private func pullOne(
+    _ reference: ImageReference, credentials: RegistryCredentials?, progress: PullProgress
+  ) async throws(CrispError) -> ImageRecord {
+    let sources: [PullSource]
+    do {
+      sources = try registries.pullSources(for: reference)
+    } catch {
+      throw error.crispError
+    }
+    // The manifest decides the endpoint: the first mirror that has it serves the blobs too.
+    var failures: [String] = []
+    for source in sources {
+      let creds =
+        credentials
+        ?? authFile.credentials(registry: source.reference.registry, repository: source.reference.repository)
+      let top: RegistryClient.FetchedManifest
+      do throws(CrispError) {
+        top = try await client.manifest(
+          source, reference: source.reference.digest ?? source.reference.tag ?? "latest", credentials: creds)
+      } catch {
+        failures.append("\(source.reference.registry): \(error.message)")
+        if source == sources.last {
+          throw CrispError(
+            error.code,
+            sources.count == 1 ? error.message : "cannot pull \(reference): " + failures.joined(separator: "; "))
+        }
+        logger.info("mirror failed, trying the next source", metadata: ["image": "\(reference)", "error": "\(error)"])
+        continue
+      }
+      progress.advance(bytes: top.bytes.count)
+      return try await pullFrom(source, reference: reference, top: top, credentials: creds, progress: progress)
+    }
+    throw CrispError(.notFound, "no source to pull \(reference) from")
+  }
+
+  private func pullFrom(
+    _ source: PullSource, reference: ImageReference, top: RegistryClient.FetchedManifest,
+    credentials: RegistryCredentials?, progress: PullProgress
+  ) async throws(CrispError) -> ImageRecord {
+    var documents: [(digest: String, bytes: [UInt8])] = [(top.digest, top.bytes)]
+    var manifestBytes = top.bytes
+    var manifestDigest = top.digest
+    if MediaType.isIndex(top.mediaType) {
+      let index: ImageIndex = try decode(top.bytes, what: "image index of \(reference)")
+      guard let chosen = index.manifest(for: settings.platform) else {
+        let offered = index.manifests.compactMap { $0.platform }.map {
+          "\($0.os)/\($0.architecture)" + (($0.variant ?? "").isEmpty ? "" : "/" + $0.variant!)
+        }
+        throw CrispError(
+          .notFound,
+          "image \(reference) has no manifest for \(settings.platform.os)/\(settings.platform.architecture); "
+            + "it offers \(offered.joined(separator: ", "))")
+      }
+      let child = try await client.manifest(source, reference: chosen.digest, credentials: credentials)
+      guard MediaType.isManifest(child.mediaType) else {
+        throw CrispError(.invalidArgument, "image \(reference): \(chosen.digest) is a \(child.mediaType), not a manifest")
+      }
+      manifestBytes = child.bytes
+      manifestDigest = child.digest
+      documents.append((child.digest, child.bytes))
+    } else if !MediaType.isManifest(top.mediaType) {
+      throw CrispError(.invalidArgument, "image \(reference) has an unsupported manifest type \(top.mediaType)")
+    }
+    let manifest: ImageManifest = try decode(manifestBytes, what: "manifest \(manifestDigest) of \(reference)")
+    guard manifest.schemaVersion == 2 else {
+      throw CrispError(.invalidArgument, "manifest of \(reference) has schemaVersion \(manifest.schemaVersion), not 2")
+    }
+    guard manifest.config.mediaType == MediaType.ociConfig || manifest.config.mediaType == MediaType.dockerConfig else {
+      throw CrispError(
+        .invalidArgument, "image \(reference) is not a container image (config type \(manifest.config.mediaType))")
+    }
+    for layer in manifest.layers where !MediaType.isLayer(layer.mediaType) {
+      throw CrispError(.invalidArgument, "image \(reference) has a layer of unsupported type \(layer.mediaType)")
+    }
+    guard Digest(manifest.config.digest) != nil, manifest.layers.allSatisfy({ Digest($0.digest) != nil }) else {
+      throw CrispError(.invalidArgument, "manifest of \(reference) names a digest that is not sha256")
+    }
+    let configBytes = try await client.smallBlob(source, descriptor: manifest.config, credentials: credentials)
+    progress.advance(bytes: configBytes.count)
+    let config: ImageConfigFile = try decode(configBytes, what: "config \(manifest.config.digest) of \(reference)")
+    let diffIDs = config.rootfs.diffIDs
+    guard diffIDs.count == manifest.layers.count, diffIDs.allSatisfy({ Digest($0) != nil }) else {
+      throw CrispError(
+        .invalidArgument,
+        "image \(reference): its config lists \(diffIDs.count) diff IDs for \(manifest.layers.count) layers")
+    }
+    let chain = chainIDs(diffIDs: diffIDs)
+    var jobs: [LayerJob] = []
+    for (index, layer) in manifest.layers.enumerated() {
+      let present = try database.layer(chainID: chain[index]) != nil
+        && FileSystem.exists(paths.layer(chainHex: String(chain[index].dropFirst(7))))
+      if !present {
+        jobs.append(
+          LayerJob(
+            source: source, descriptor: layer, diffID: diffIDs[index], chainID: chain[index], credentials: credentials))
+      }
+    }
+    try await fetchLayers(jobs, progress: progress)
+
+    for document in documents + [(manifest.config.digest, configBytes)] {
+      let hex = String(document.digest.dropFirst(7))
+      if !FileSystem.exists(paths.blob(hex)) {
+        try FileSystem.writeAtomically(document.bytes, to: paths.blob(hex), tempDir: paths.tempDir)
+      }
+    }
+    let size = UInt64(manifest.config.size) + manifest.layers.reduce(UInt64(0)) { $0 + UInt64($1.size) }
+    let record = ImageRecord(
+      id: manifest.config.digest, manifestDigest: manifestDigest,
+      configJSON: String(decoding: configBytes, as: UTF8.self), size: size, repoTags: [], repoDigests: [],
+      chainIDs: chain)
+    // Names are the user's reference, not the mirror it came from.
+    let tags = reference.tag != nil ? [reference.name + ":" + reference.tag!] : []
+    try database.recordImage(record, names: tags, digests: [reference.name + "@" + top.digest])
+    return try database.image(id: record.id) ?? record
+  }
+
+  /// Fetches layers, at most `maxConcurrentDownloads` at once; a layer another pull is
+  /// already fetching is waited for, not fetched twice.
+  private func fetchLayers(_ jobs: [LayerJob], progress: PullProgress) async throws(CrispError) {
+    let fetcher = LayerFetcher(client: client, paths: paths, database: database, logger: logger)
+    do {
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        var next = 0
+        func startNext() {
+          guard next < jobs.count else { return }
+          let job = jobs[next]
+          next += 1
+          let task = self.layerTask(job, fetcher: fetcher, progress: progress)
+          group.addTask {
+            _ = try await withTaskCancellationHandler {
+              try await task.value
+            } onCancel: {
+              task.cancel()
+            }
+          }
+        }
+        for _ in 0..<min(settings.maxConcurrentDownloads, jobs.count) { startNext() }
+        while try await group.next() != nil { startNext() }
+      }
+    } catch let error as CrispError {
+      throw error
+    } catch is CancellationError {
+      throw CrispError(.deadlineExceeded, "layer download was cancelled")
+    } catch {
+      throw CrispError(.internal, "layer download failed: \(error)")
+    }
+  }
+
+  private func layerTask(_ job: LayerJob, fetcher: LayerFetcher, progress: PullProgress) -> Task<LayerRecord, any Error> {
+    if let running = layers[job.chainID] {
+      running.progress.join(progress)
+      return running.task
+    }
+    let layerProgress = LayerProgress(progress)
+    let task = Task<LayerRecord, any Error> {
+      defer { self.finishedLayer(job.chainID) }
+      return try await fetcher.fetch(job, progress: layerProgress)
+    }
+    layers[job.chainID] = (task, layerProgress)
+    return task
+  }
+
+  private func finishedLayer(_ chainID: String) {
+    layers[chainID] = nil
+  }
+
+  private func decode<T: Decodable>(_ bytes: [UInt8], what: String) throws(CrispError) -> T {
+    do {
+      return try JSONDecoder().decode(T.self, from: Data(bytes))
+    } catch {
+      throw CrispError(.invalidArgument, "\(what) is not valid: \(error)")
+    }
+  }
+}

@@ -1,0 +1,219 @@
+/// Calls cri-frontd makes to imaged: pulls, the image list, removal, and container
+/// root filesystems.
+
+/// Registry credentials as the CRI's `AuthConfig` carries them.
+public struct RegistryAuth: Codable, Sendable, Equatable {
+  public var username: String
+  public var password: String
+  /// base64("username:password"), the Docker config.json form.
+  public var auth: String
+  public var serverAddress: String
+  public var identityToken: String
+  public var registryToken: String
+
+  public init(
+    username: String = "", password: String = "", auth: String = "", serverAddress: String = "",
+    identityToken: String = "", registryToken: String = ""
+  ) {
+    self.username = username
+    self.password = password
+    self.auth = auth
+    self.serverAddress = serverAddress
+    self.identityToken = identityToken
+    self.registryToken = registryToken
+  }
+}
+
+/// The parts of an image's config a container is made from.
+public struct ImageRuntimeConfig: Codable, Sendable, Equatable {
+  public var user: String
+  public var env: [String]
+  public var entrypoint: [String]
+  public var cmd: [String]
+  public var workingDir: String
+  public var stopSignal: String
+  public var labels: [String: String]
+  public var volumes: [String]
+
+  public init(
+    user: String = "", env: [String] = [], entrypoint: [String] = [], cmd: [String] = [], workingDir: String = "",
+    stopSignal: String = "", labels: [String: String] = [:], volumes: [String] = []
+  ) {
+    self.user = user
+    self.env = env
+    self.entrypoint = entrypoint
+    self.cmd = cmd
+    self.workingDir = workingDir
+    self.stopSignal = stopSignal
+    self.labels = labels
+    self.volumes = volumes
+  }
+}
+
+/// One stored image as the CRI shows it.
+public struct ImageInfo: Codable, Sendable, Equatable {
+  /// `sha256:` digest of the image config: the image ID, and what PullImage answers.
+  public var id: String
+  /// Fully qualified `registry/repository:tag` names.
+  public var repoTags: [String]
+  /// `registry/repository@sha256:` names of the manifests it was pulled by.
+  public var repoDigests: [String]
+  /// Compressed size of its layers plus config, as registries and crictl report it.
+  public var size: UInt64
+  public var config: ImageRuntimeConfig
+  /// Whether kubelet's image garbage collection must leave it alone (the pause image).
+  public var pinned: Bool
+
+  public init(
+    id: String, repoTags: [String], repoDigests: [String], size: UInt64, config: ImageRuntimeConfig,
+    pinned: Bool = false
+  ) {
+    self.id = id
+    self.repoTags = repoTags
+    self.repoDigests = repoDigests
+    self.size = size
+    self.config = config
+    self.pinned = pinned
+  }
+}
+
+/// Pulls an image (short names, mirrors and credentials resolved by imaged) and
+/// answers once it is stored and unpacked.
+public enum ImagePull: IPCMethod {
+  public static let name = "image.pull"
+  public struct Request: Codable, Sendable, Equatable {
+    public var image: String
+    public var auth: RegistryAuth?
+    public init(image: String, auth: RegistryAuth? = nil) {
+      self.image = image
+      self.auth = auth
+    }
+  }
+  public struct Response: Codable, Sendable, Equatable {
+    public var image: ImageInfo
+    public init(image: ImageInfo) { self.image = image }
+  }
+}
+
+/// Every stored image, or those a reference (name, name:tag, ID or ID prefix) names.
+public enum ImageList: IPCMethod {
+  public static let name = "image.list"
+  public struct Request: Codable, Sendable, Equatable {
+    public var filter: String
+    public init(filter: String = "") { self.filter = filter }
+  }
+  public struct Response: Codable, Sendable, Equatable {
+    public var images: [ImageInfo]
+    public init(images: [ImageInfo]) { self.images = images }
+  }
+}
+
+/// One image by name, tag, digest, ID or unique ID prefix; nil when none matches.
+public enum ImageStatus: IPCMethod {
+  public static let name = "image.status"
+  public struct Request: Codable, Sendable, Equatable {
+    public var image: String
+    /// Also answer the image's whole config JSON.
+    public var verbose: Bool
+    public init(image: String, verbose: Bool = false) {
+      self.image = image
+      self.verbose = verbose
+    }
+  }
+  public struct Response: Codable, Sendable, Equatable {
+    public var image: ImageInfo?
+    public var configJSON: String?
+    public init(image: ImageInfo?, configJSON: String? = nil) {
+      self.image = image
+      self.configJSON = configJSON
+    }
+  }
+}
+
+/// Removes a tag (the image stays while other tags remain), or the whole image when
+/// given its ID, digest or last tag. Unknown images succeed; an image a container's
+/// root filesystem uses is refused with `failedPrecondition`.
+public enum ImageRemove: IPCMethod {
+  public static let name = "image.remove"
+  public struct Request: Codable, Sendable, Equatable {
+    public var image: String
+    public init(image: String) { self.image = image }
+  }
+  public struct Response: Codable, Sendable, Equatable {
+    /// Whether the image itself (not only a tag) is gone.
+    public var deleted: Bool
+    public init(deleted: Bool) { self.deleted = deleted }
+  }
+}
+
+/// Space used by the image store, as ImageFsInfo reports it.
+public enum ImageFsUsage: IPCMethod {
+  public static let name = "image.fsinfo"
+  public typealias Request = Empty
+  public struct Response: Codable, Sendable, Equatable {
+    public var mountpoint: String
+    public var usedBytes: UInt64
+    public var inodesUsed: UInt64
+    /// Nanoseconds since the epoch when it was measured.
+    public var timestamp: Int64
+    public init(mountpoint: String, usedBytes: UInt64, inodesUsed: UInt64, timestamp: Int64) {
+      self.mountpoint = mountpoint
+      self.usedBytes = usedBytes
+      self.inodesUsed = inodesUsed
+      self.timestamp = timestamp
+    }
+  }
+}
+
+/// An overlay mount of a container's root filesystem: read-only image layers below
+/// a private writable upper directory. The mounter (shimd) passes `options` as they are.
+public struct RootfsMount: Codable, Sendable, Equatable {
+  public var type: String
+  public var source: String
+  /// Top-most layer first, as overlayfs wants `lowerdir`.
+  public var lowerDirs: [String]
+  public var upperDir: String
+  public var workDir: String
+  /// Complete mount options, `lowerdir=…,upperdir=…,workdir=…,userxattr`.
+  public var options: [String]
+
+  public init(type: String, source: String, lowerDirs: [String], upperDir: String, workDir: String, options: [String]) {
+    self.type = type
+    self.source = source
+    self.lowerDirs = lowerDirs
+    self.upperDir = upperDir
+    self.workDir = workDir
+    self.options = options
+  }
+}
+
+/// Makes (or answers again) a container's root filesystem from an image.
+public enum SnapshotPrepare: IPCMethod {
+  public static let name = "snapshot.prepare"
+  public struct Request: Codable, Sendable, Equatable {
+    public var containerID: String
+    public var image: String
+    public init(containerID: String, image: String) {
+      self.containerID = containerID
+      self.image = image
+    }
+  }
+  public struct Response: Codable, Sendable, Equatable {
+    public var imageID: String
+    public var mount: RootfsMount
+    public init(imageID: String, mount: RootfsMount) {
+      self.imageID = imageID
+      self.mount = mount
+    }
+  }
+}
+
+/// Deletes a container's writable layer; releasing an unknown container succeeds.
+public enum SnapshotRelease: IPCMethod {
+  public static let name = "snapshot.release"
+  public struct Request: Codable, Sendable, Equatable {
+    public var containerID: String
+    public init(containerID: String) { self.containerID = containerID }
+  }
+  public typealias Response = Empty
+}
