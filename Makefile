@@ -10,14 +10,14 @@ RELEASE_DIR   = .build/release
 DEBUG_DIR     = .build/debug
 
 # Debian packages: C libraries (NNG, libcap, libseccomp, libarchive for layers, SQLite
-# for the image database), runc, the CNI plugins and iptables (portmap),
+# for the image database, zlib for checked gzip), runc, the CNI plugins and iptables (portmap),
 # systemd-analyze for the unit tests, nng-utils for debugging IPC; iproute2,
 # util-linux (nsenter, swapoff) and python3 are used by the tests; docker-registry,
-# busybox-static, zstd, openssl and apache2-utils (htpasswd) make the tests' local
+# busybox-static, zstd, pigz, openssl and apache2-utils (htpasswd) make the tests' local
 # registries and images; skopeo and umoci are the pull benchmark's peers.
-APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev libarchive-dev libsqlite3-dev runc systemd \
+APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev libarchive-dev zlib1g-dev libsqlite3-dev runc systemd \
                 containernetworking-plugins iptables iproute2 util-linux python3 \
-                docker-registry busybox-static zstd openssl apache2-utils skopeo umoci
+                docker-registry busybox-static zstd pigz openssl apache2-utils skopeo umoci
 # PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
 PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
 
@@ -53,7 +53,7 @@ test: deps
 
 bench: deps
 	$(SWIFT) build -c release
-	$(RELEASE_DIR)/crisp-bench --bin-dir $(RELEASE_DIR)
+	$(RELEASE_DIR)/crisp-bench --bin-dir $(RELEASE_DIR) $(if $(ONLY),--only $(ONLY))
 
 install: release cni-config registries-config
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/crisp $(DESTDIR)/etc/systemd/system $(DESTDIR)$(PREFIX)/share/doc/crisp

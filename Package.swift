@@ -139,7 +139,7 @@ let package = Package(
     .executableTarget(
       name: "crisp-bench",
       dependencies: [
-        "CrispCore", "CrispIPC", "CRIAPI", "CNNG",
+        "CrispCore", "CrispIPC", "CRIAPI", "CNNG", "CrispTestSupport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -7,8 +7,10 @@ import Synchronization
 #endif
 
 /// Calls one daemon over a REQ socket. Each call gets its own context, so calls from
-/// many tasks run at once; each has a deadline, and a daemon that is down or gone
-/// yields `CrispError(.unavailable)` naming it once the deadline passes. NNG keeps
+/// many tasks run at once; each has a deadline. A daemon that is down fails a call
+/// fast with `CrispError(.unavailable)` naming it (after a short grace for a redial),
+/// and a daemon that dies while a call waits for its answer fails that call at once,
+/// rather than NNG resending it to the restarted daemon much later. NNG keeps
 /// redialling, so the client recovers by itself when the daemon comes back.
 public final class IPCClient: Sendable {
   public let peer: String
@@ -17,9 +19,42 @@ public final class IPCClient: Sendable {
   private let socket: NNGSocket
   private let pipes: PipeCounter
 
-  /// Counts live connections (NNG pipes), so an error can tell "down" from "slow".
+  /// How long a call waits for a connection to a daemon that is not connected.
+  static let connectGraceMs: Int64 = 2_000
+
+  /// Counts live connections (NNG pipes), so an error can tell "down" from "slow",
+  /// and holds the receives waiting for an answer, so that a lost connection can
+  /// cancel them.
   final class PipeCounter: Sendable {
+    struct AIO: @unchecked Sendable { let raw: OpaquePointer }
     let count = Atomic<Int>(0)
+    private let waiting = Mutex<(next: UInt64, aios: [UInt64: AIO], lost: Set<UInt64>)>((0, [:], []))
+
+    func track(_ aio: OpaquePointer) -> UInt64 {
+      waiting.withLock {
+        $0.next += 1
+        $0.aios[$0.next] = AIO(raw: aio)
+        return $0.next
+      }
+    }
+
+    /// Stops tracking; true when the connection was lost while it waited.
+    func untrack(_ id: UInt64) -> Bool {
+      waiting.withLock {
+        $0.aios[id] = nil
+        return $0.lost.remove(id) != nil
+      }
+    }
+
+    func connectionLost() {
+      // Under the lock: `untrack` runs before the aio is freed, so none is freed here.
+      waiting.withLock {
+        for (id, aio) in $0.aios {
+          $0.lost.insert(id)
+          nng_aio_cancel(aio.raw)
+        }
+      }
+    }
   }
 
   public init(peer: String, address: String, defaultTimeoutMs: Int32 = 5_000) throws(NNGError) {
@@ -41,7 +76,9 @@ public final class IPCClient: Sendable {
         nng_pipe_notify(
           socket.raw, NNG_PIPE_EV_REM_POST,
           { _, _, arg in
-            Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue().count.subtract(1, ordering: .relaxed)
+            let pipes = Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue()
+            pipes.count.subtract(1, ordering: .relaxed)
+            pipes.connectionLost()
           }, arg), "watch connections")
       // A restarted daemon is found again within half a second.
       try socket.setDuration(NNG_OPT_RECONNMINT, milliseconds: 20)
@@ -84,6 +121,15 @@ public final class IPCClient: Sendable {
   /// Sends raw bytes and returns the raw reply: for tests and debugging tools.
   public func roundTrip(_ bytes: [UInt8], method: String, timeoutMs: Int32) async throws(CrispError) -> [UInt8] {
     let start = MonotonicClock.milliseconds()
+    if !isConnected {
+      let grace = min(Int64(timeoutMs), Self.connectGraceMs)
+      while !isConnected && MonotonicClock.milliseconds() - start < grace {
+        try? await Task.sleep(for: .milliseconds(20))
+      }
+      if !isConnected {
+        throw CrispError(.unavailable, "\(peer) is not running: no connection to \(address) for \(method)")
+      }
+    }
     let ctx: NNGContext
     let aio: AsyncAIO
     do {
@@ -112,8 +158,13 @@ public final class IPCClient: Sendable {
       throw failure(sent, method: method, timeoutMs: timeoutMs)
     }
     let remaining = max(1, timeoutMs - Int32(clamping: MonotonicClock.milliseconds() - start))
+    let waiting = pipes.track(aio.aio)
     let received = await aio.perform(timeoutMs: remaining) { nng_ctx_recv(ctx.raw, $0) }
+    let lost = pipes.untrack(waiting)
     if received != 0 {
+      if lost {
+        throw CrispError(.unavailable, "\(peer) went away while answering \(method) (connection to \(address) lost)")
+      }
       throw failure(received, method: method, timeoutMs: timeoutMs)
     }
     guard let reply = aio.takeMessage() else {

@@ -141,8 +141,14 @@ public final class LocalRegistry: Sendable {
 
   /// Builds (or takes from imagefixture.py's cache) and pushes `bench/big:latest`: real files
   /// of this machine in `layers` gzip layers of at least `minCompressedMB` MiB in all.
-  public func pushBenchImage(minCompressedMB: Int = 150, layers: Int = 5) async throws -> FixtureImages {
-    try await push(["push-bench", "--min-compressed-mb", "\(minCompressedMB)", "--layers", "\(layers)"])
+  /// Pushes the benchmark image; with `ociLayout`, also writes it there as an OCI
+  /// image layout (for `umoci raw unpack`).
+  public func pushBenchImage(
+    minCompressedMB: Int = 150, layers: Int = 5, ociLayout: String? = nil
+  ) async throws -> FixtureImages {
+    var arguments = ["push-bench", "--min-compressed-mb", "\(minCompressedMB)", "--layers", "\(layers)"]
+    if let ociLayout { arguments += ["--oci-layout", ociLayout] }
+    return try await push(arguments)
   }
 
   private func push(_ arguments: [String]) async throws -> FixtureImages {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CNNG
 import CRIAPI
+import CrispTestSupport
 import CrispCore
 import CrispIPC
 import Foundation
@@ -26,15 +27,56 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "Pods for the network setup/teardown figure.")
   var pods: Int = 50
 
+  @Option(help: "Rounds of the image pull figure (0 skips it).")
+  var pullRounds: Int = 3
+
   @Option(help: "Where to write the JSON results.")
   var resultsDir: String = "bench/results"
 
+  @Option(help: "Run only these figures (comma-separated: ipc, network, memory, pull).")
+  var only: String = ""
+
+  func selected(_ name: String) -> Bool { only.isEmpty || only.split(separator: ",").contains { $0 == name } }
+
   func run() async throws {
-    let instance = try BenchInstance(binDir: binDir)
+    // The pull figure needs a registry before imaged starts (its registries.conf names it).
+    let registry = selected("pull") && pullRounds > 0 ? try await LocalRegistry.start() : nil
+    defer { registry?.stop() }
+    let instance = try BenchInstance(binDir: binDir, insecureRegistry: registry?.address)
     defer { instance.stop() }
-    try instance.startDaemons(shims: shims)
+    try instance.startDaemons(shims: selected("memory") ? shims : 0)
 
     var results: [String: Any] = ["samples": samples, "date": ISO8601DateFormatter().string(from: Date())]
+
+    if let registry {
+      let pull = try await PullBench.run(instance: instance, registry: registry, rounds: pullRounds)
+      let mb = Double(pull.compressedBytes) / 1e6
+      print("\nImage pull (s), \(pull.layers) layers, \(String(format: "%.1f", mb)) MB compressed, \(pullRounds) rounds")
+      print(row(["figure", "median", "min", "max"], widths: [52, 9, 9, 9]))
+      for (label, values) in [
+        ("crisp PullImage (download+verify+unpack, pipelined)", pull.crisp),
+        ("floor 1: skopeo copy to dir: (download+verify)", pull.skopeo),
+        ("floor 2: umoci raw unpack (unpack only)", pull.umoci),
+      ] {
+        let sorted = values.sorted()
+        print(
+          row(
+            [label, String(format: "%.2f", sorted[sorted.count / 2]), String(format: "%.2f", sorted.first!),
+              String(format: "%.2f", sorted.last!)], widths: [52, 9, 9, 9]))
+      }
+      let median = { (values: [Double]) in values.sorted()[values.count / 2] }
+      let floors = median(pull.skopeo) + median(pull.umoci)
+      print(
+        "crisp / (skopeo + umoci) = \(String(format: "%.2f", median(pull.crisp) / floors)); "
+          + "crisp saves \(String(format: "%.2f", floors - median(pull.crisp))) s against the floors in sequence")
+      results["pull"] = [
+        "compressed_bytes": pull.compressedBytes, "layers": pull.layers, "crisp_s": pull.crisp,
+        "skopeo_s": pull.skopeo, "umoci_s": pull.umoci,
+      ]
+    }
+    guard selected("ipc") || selected("network") || selected("memory") else {
+      return try write(results)
+    }
 
     // 1. IPC floor: NNG REQ/REP from C calls to nngcat's REP, no JSON, no async.
     let floor = try instance.nngFloor(samples: samples)
@@ -79,7 +121,7 @@ struct Bench: AsyncParsableCommand {
 
     // Pod networks: netd (namespaces pinned, bridge + host-local + loopback) against
     // the same plugins from a shell loop with `ip netns`.
-    if pods > 0 {
+    if pods > 0 && selected("network") {
       let crispNet = try await NetworkBench.crisp(instance: instance, pods: pods)
       let shellNet = try NetworkBench.shell(dir: instance.dir, pods: pods)
       print("\nPod network (µs), \(pods) pods, sequential: netd vs CNI plugins from a shell loop")
@@ -122,8 +164,12 @@ struct Bench: AsyncParsableCommand {
     }
     results["memory"] = memory
 
+    try write(results)
+  }
+
+  func write(_ results: [String: Any]) throws {
     try FileManager.default.createDirectory(atPath: resultsDir, withIntermediateDirectories: true)
-    let file = resultsDir + "/foundation-\(Int(Date().timeIntervalSince1970)).json"
+    let file = resultsDir + "/bench-\(Int(Date().timeIntervalSince1970)).json"
     let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
     try data.write(to: URL(fileURLWithPath: file))
     print("\nresults: \(file)")

@@ -12,7 +12,7 @@ final class BenchInstance {
   private var processes: [Process] = []
   private var nngcat: Process?
 
-  init(binDir: String) throws {
+  init(binDir: String, insecureRegistry: String? = nil) throws {
     self.binDir = binDir
     dir = NSTemporaryDirectory() + "crisp-bench-\(getpid())"
     try FileManager.default.createDirectory(atPath: dir + "/cni", withIntermediateDirectories: true)
@@ -21,9 +21,15 @@ final class BenchInstance {
     root = "\(paths.root)"
     run_root = "\(paths.runRoot)"
     log_level = "warning"
+    [imaged]
+    registries_conf = "\(dir)/registries.conf"
+    auth_file = "\(dir)/auth.json"
+    certs_dir = "\(dir)/certs.d"
     [netd]
     cni_config_dir = "\(dir)/cni"
     """.write(toFile: dir + "/crisp.toml", atomically: true, encoding: .utf8)
+    let registries = insecureRegistry.map { "[[registry]]\nlocation = \"\($0)\"\ninsecure = true\n" } ?? ""
+    try registries.write(toFile: dir + "/registries.conf", atomically: true, encoding: .utf8)
   }
 
   @discardableResult

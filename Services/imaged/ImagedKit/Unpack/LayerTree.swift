@@ -1,0 +1,348 @@
+import CArchive
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A failed system call.
+struct SystemFailure: Error {
+  var operation: String
+  var errno: Int32
+}
+
+/// Why a directory path inside the layer could not be resolved.
+enum ResolveFailure: Error {
+  /// A `..` climbs above the layer root, or a symlink leads to a directory the layer does
+  /// not contain.
+  case escapes
+  /// A component is missing and was not to be created.
+  case missing
+  /// A component is neither a directory nor a symlink.
+  case notDirectory
+  /// More than `LayerUnpacker.maxSymlinks` symlinks.
+  case tooManySymlinks
+  case system(SystemFailure)
+}
+
+/// The directory one layer is unpacked into, reached only through file descriptors: every
+/// path component is opened with `O_NOFOLLOW` from the layer root's descriptor, and
+/// symlinks met on the way are resolved by hand inside the layer. Nothing here follows a
+/// symlink, uses the working directory or changes process state. One instance per
+/// unpack, used by one thread.
+final class LayerTree {
+  static let directoryFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+
+  let rootFD: Int32
+  /// Resolved directories by the entry-path components that named them. Entries of a tar
+  /// come directory by directory, so most parents are found here. Any removal empties it.
+  private var cache: [[UInt8]: Int32] = [:]
+  private static let cacheLimit = 64
+  /// Descriptors dropped from the cache while an entry may still use them: closed by `endEntry`.
+  private var retired: [Int32] = []
+  /// Directory times, applied by `applyDirectoryTimes` once every child is written.
+  private var directoryTimes: [FileID: PendingTimes] = [:]
+
+  struct FileID: Hashable {
+    var device: UInt64
+    var inode: UInt64
+  }
+
+  struct PendingTimes {
+    var components: [[UInt8]]
+    var times: (atime: timespec, mtime: timespec)
+  }
+
+  init(root: String) throws(SystemFailure) {
+    let fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw SystemFailure(operation: "open \(root)", errno: errno) }
+    rootFD = fd
+  }
+
+  func close() {
+    invalidate()
+    endEntry()
+    _ = Glibc.close(rootFD)
+  }
+
+  /// Closes the descriptors an entry may have borrowed before the cache dropped them.
+  func endEntry() {
+    for fd in retired { _ = Glibc.close(fd) }
+    retired.removeAll(keepingCapacity: true)
+  }
+
+  /// Forgets every resolved directory: called whenever something is removed, since a
+  /// removal can change what a cached path resolves to.
+  func invalidate() {
+    retired += cache.values
+    cache.removeAll(keepingCapacity: true)
+  }
+
+  // MARK: Resolution
+
+  /// The directory `components` names inside the layer, with symlinks resolved inside the
+  /// layer root (absolute targets from the root, relative ones from the link's directory).
+  /// Missing components of the path are created (0755, root-owned) when `create` is set;
+  /// the target of a symlink must exist. The descriptor is borrowed: valid until `endEntry`.
+  func directory(_ components: ArraySlice<[UInt8]>, create: Bool) throws(ResolveFailure) -> Int32 {
+    if components.isEmpty { return rootFD }
+    let key = TarPath.joined(components)
+    if let fd = cache[key] { return fd }
+    let fd = try walk(components, create: create)
+    if cache.count >= Self.cacheLimit { invalidate() }
+    cache[key] = fd
+    return fd
+  }
+
+  private func walk(_ components: ArraySlice<[UInt8]>, create: Bool) throws(ResolveFailure) -> Int32 {
+    // The open directories from the root down to the current one (the root itself is not
+    // in it), and the components still to resolve, last first; `fromLink` marks those
+    // that came from a symlink target.
+    var stack: [Int32] = []
+    var pending: [(name: [UInt8], fromLink: Bool)] = components.reversed().map { ($0, false) }
+    var symlinks = 0
+    func closeAll() {
+      for fd in stack { _ = Glibc.close(fd) }
+      stack.removeAll()
+    }
+
+    while let (name, fromLink) = pending.popLast() {
+      if name.isEmpty || TarPath.isDot(name) { continue }
+      if TarPath.isDotDot(name) {
+        guard let top = stack.popLast() else {
+          closeAll()
+          throw .escapes
+        }
+        _ = Glibc.close(top)
+        continue
+      }
+      let current = stack.last ?? rootFD
+      let fd = withCName(name) { openat(current, $0, Self.directoryFlags) }
+      if fd >= 0 {
+        stack.append(fd)
+        continue
+      }
+      let openErrno = errno
+      switch openErrno {
+      case ENOENT:
+        guard !fromLink else {
+          closeAll()
+          throw .escapes
+        }
+        guard create else {
+          closeAll()
+          throw .missing
+        }
+        do {
+          stack.append(try makeImplicitDirectory(in: current, name))
+        } catch {
+          closeAll()
+          throw .system(error)
+        }
+      case ENOTDIR, ELOOP:
+        var info = stat()
+        guard withCName(name, { fstatat(current, $0, &info, AT_SYMLINK_NOFOLLOW) }) == 0 else {
+          let statErrno = errno
+          closeAll()
+          throw .system(SystemFailure(operation: "fstatat", errno: statErrno))
+        }
+        guard info.st_mode & S_IFMT == S_IFLNK else {
+          closeAll()
+          throw .notDirectory
+        }
+        symlinks += 1
+        guard symlinks <= LayerUnpacker.maxSymlinks else {
+          closeAll()
+          throw .tooManySymlinks
+        }
+        let target: [UInt8]
+        do {
+          target = try readLink(in: current, name)
+        } catch {
+          closeAll()
+          throw .system(error)
+        }
+        let (absolute, parts) = TarPath.linkComponents(target)
+        if absolute { closeAll() }
+        pending += parts.reversed().map { ($0, true) }
+      default:
+        closeAll()
+        throw .system(SystemFailure(operation: "openat", errno: openErrno))
+      }
+    }
+    guard let result = stack.popLast() else {
+      // The path resolved to the root itself (a link to "/" or "..").
+      let fd = fcntl(rootFD, F_DUPFD_CLOEXEC, 0)
+      guard fd >= 0 else { throw .system(SystemFailure(operation: "dup", errno: errno)) }
+      return fd
+    }
+    closeAll()
+    return result
+  }
+
+  /// A missing parent: created 0755 and owned by root whatever the umask or a setgid parent say.
+  private func makeImplicitDirectory(in parent: Int32, _ name: [UInt8]) throws(SystemFailure) -> Int32 {
+    guard withCName(name, { mkdirat(parent, $0, 0o755) }) == 0 else {
+      throw SystemFailure(operation: "mkdirat", errno: errno)
+    }
+    let fd = withCName(name) { openat(parent, $0, Self.directoryFlags) }
+    guard fd >= 0 else { throw SystemFailure(operation: "openat", errno: errno) }
+    guard fchown(fd, 0, 0) == 0, fchmod(fd, 0o755) == 0 else {
+      let failure = SystemFailure(operation: "fchown/fchmod", errno: errno)
+      _ = Glibc.close(fd)
+      throw failure
+    }
+    return fd
+  }
+
+  func readLink(in parent: Int32, _ name: [UInt8]) throws(SystemFailure) -> [UInt8] {
+    let capacity = Int(PATH_MAX) + 1
+    var buffer = [UInt8](repeating: 0, count: capacity)
+    let count = buffer.withUnsafeMutableBytes { raw in
+      withCName(name) { readlinkat(parent, $0, raw.baseAddress!.assumingMemoryBound(to: CChar.self), capacity) }
+    }
+    guard count >= 0 else { throw SystemFailure(operation: "readlinkat", errno: errno) }
+    guard count < capacity else { throw SystemFailure(operation: "readlinkat", errno: ENAMETOOLONG) }
+    return Array(buffer[0..<count])
+  }
+
+  // MARK: Names in a directory
+
+  /// `lstat` of `name` in `parent`; nil when there is nothing by that name.
+  func status(in parent: Int32, _ name: [UInt8]) throws(SystemFailure) -> stat? {
+    var info = stat()
+    if withCName(name, { fstatat(parent, $0, &info, AT_SYMLINK_NOFOLLOW) }) == 0 { return info }
+    if errno == ENOENT { return nil }
+    throw SystemFailure(operation: "fstatat", errno: errno)
+  }
+
+  /// Removes whatever is at `name` in `parent` (a directory with everything in it).
+  func remove(in parent: Int32, _ name: [UInt8]) throws(SystemFailure) {
+    guard let info = try status(in: parent, name) else { return }
+    invalidate()
+    if info.st_mode & S_IFMT == S_IFDIR {
+      try removeTree(in: parent, name)
+    } else if withCName(name, { unlinkat(parent, $0, 0) }) != 0 {
+      throw SystemFailure(operation: "unlinkat", errno: errno)
+    }
+  }
+
+  /// Removes a non-directory at `name`; leaves a directory alone. Returns whether a
+  /// directory is there.
+  func removeUnlessDirectory(in parent: Int32, _ name: [UInt8]) throws(SystemFailure) -> Bool {
+    guard let info = try status(in: parent, name) else { return false }
+    if info.st_mode & S_IFMT == S_IFDIR { return true }
+    invalidate()
+    if withCName(name, { unlinkat(parent, $0, 0) }) != 0 {
+      throw SystemFailure(operation: "unlinkat", errno: errno)
+    }
+    return false
+  }
+
+  /// Deletes a directory tree without recursion and with two descriptors at most: it goes
+  /// down into the first subdirectory left, and back up through `..` once one is empty.
+  /// Nothing else writes in the layer meanwhile, so `..` is the directory it came from.
+  private func removeTree(in parent: Int32, _ name: [UInt8]) throws(SystemFailure) {
+    var fd = withCName(name) { openat(parent, $0, Self.directoryFlags) }
+    guard fd >= 0 else { throw SystemFailure(operation: "openat", errno: errno) }
+    var below: [[UInt8]] = []  // names from `name` down to the directory `fd` is
+    defer { _ = Glibc.close(fd) }
+    while true {
+      if let subdirectory = try removeNonDirectories(in: fd) {
+        let child = withCName(subdirectory) { openat(fd, $0, Self.directoryFlags) }
+        guard child >= 0 else { throw SystemFailure(operation: "openat", errno: errno) }
+        _ = Glibc.close(fd)
+        fd = child
+        below.append(subdirectory)
+        continue
+      }
+      guard let emptied = below.popLast() else { break }
+      let up = openat(fd, "..", Self.directoryFlags)
+      guard up >= 0 else { throw SystemFailure(operation: "openat ..", errno: errno) }
+      _ = Glibc.close(fd)
+      fd = up
+      guard withCName(emptied, { unlinkat(fd, $0, AT_REMOVEDIR) }) == 0 else {
+        throw SystemFailure(operation: "unlinkat", errno: errno)
+      }
+    }
+    guard withCName(name, { unlinkat(parent, $0, AT_REMOVEDIR) }) == 0 else {
+      throw SystemFailure(operation: "unlinkat", errno: errno)
+    }
+  }
+
+  /// Unlinks every non-directory in `directory`; returns the name of a subdirectory left, if any.
+  private func removeNonDirectories(in directory: Int32) throws(SystemFailure) -> [UInt8]? {
+    // A descriptor of its own, so that each listing starts at the beginning.
+    let listFD = openat(directory, ".", Self.directoryFlags)
+    guard listFD >= 0 else { throw SystemFailure(operation: "openat .", errno: errno) }
+    guard let stream = fdopendir(listFD) else {
+      let failure = SystemFailure(operation: "fdopendir", errno: errno)
+      _ = Glibc.close(listFD)
+      throw failure
+    }
+    defer { closedir(stream) }
+    var subdirectory: [UInt8]? = nil
+    while true {
+      errno = 0
+      guard let entry = readdir(stream) else {
+        if errno != 0 { throw SystemFailure(operation: "readdir", errno: errno) }
+        return subdirectory
+      }
+      let name = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
+        Array(raw.prefix { $0 != 0 })
+      }
+      if TarPath.isDot(name) || TarPath.isDotDot(name) { continue }
+      var isDirectory = entry.pointee.d_type == 4  // DT_DIR
+      if entry.pointee.d_type == 0 {  // DT_UNKNOWN
+        isDirectory = try status(in: directory, name).map { $0.st_mode & S_IFMT == S_IFDIR } ?? false
+      }
+      if isDirectory {
+        if subdirectory == nil { subdirectory = name }
+      } else if withCName(name, { unlinkat(directory, $0, 0) }) != 0 && errno != ENOENT {
+        throw SystemFailure(operation: "unlinkat", errno: errno)
+      }
+    }
+  }
+
+  // MARK: Directory times
+
+  func deferTimes(of info: stat, components: [[UInt8]], atime: timespec, mtime: timespec) {
+    let id = FileID(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    directoryTimes[id] = PendingTimes(components: components, times: (atime, mtime))
+  }
+
+  /// Sets the times of the directory entries, once nothing more is written into them. A
+  /// directory removed or replaced since is skipped.
+  func applyDirectoryTimes() throws(SystemFailure) {
+    for (id, pending) in directoryTimes {
+      var times = [pending.times.atime, pending.times.mtime]
+      guard let base = pending.components.last else {
+        guard futimens(rootFD, &times) == 0 else { throw SystemFailure(operation: "futimens", errno: errno) }
+        continue
+      }
+      guard let parent = try? directory(pending.components.dropLast(), create: false),
+        let info = try status(in: parent, base),
+        info.st_mode & S_IFMT == S_IFDIR,
+        FileID(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)) == id
+      else { continue }
+      guard withCName(base, { utimensat(parent, $0, &times, AT_SYMLINK_NOFOLLOW) }) == 0 else {
+        throw SystemFailure(operation: "utimensat", errno: errno)
+      }
+    }
+    directoryTimes.removeAll()
+  }
+}
+
+/// Calls `body` with `bytes` as a NUL-terminated C string (names never contain NUL: they
+/// come from C strings).
+@inline(__always)
+func withCName<R, E: Error>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws(E) -> R) throws(E) -> R {
+  try withUnsafeTemporaryAllocation(of: CChar.self, capacity: bytes.count + 1) { (buffer) throws(E) -> R in
+    bytes.withUnsafeBytes { source in
+      if let base = source.baseAddress {
+        UnsafeMutableRawPointer(buffer.baseAddress!).copyMemory(from: base, byteCount: source.count)
+      }
+    }
+    buffer[bytes.count] = 0
+    return try body(buffer.baseAddress!)
+  }
+}
