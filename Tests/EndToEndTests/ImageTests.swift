@@ -284,6 +284,29 @@ import Testing
     }
   }
 
+  @Test func registryWithBearerTokenAuth() async throws {
+    try await withRegistry(auth: .token) { registry, images in
+      try await withCrisp { crisp in
+        try crisp.writeRegistriesConf(CrispInstance.insecureRegistry(registry.address))
+        try await crisp.startAll()
+        let name = "\(registry.address)/crisp/busybox:latest"
+        let credentials = try #require(registry.credentials)
+
+        let anonymous = await #expect(throws: RPCError.self) { try await crisp.pull(name) }
+        #expect(anonymous?.code == .permissionDenied)
+        #expect(anonymous?.message.contains("token") == true)
+
+        // The registry challenges, imaged asks the token service with the user's
+        // credentials, and pulls with the bearer token.
+        var auth = Runtime_V1_AuthConfig()
+        auth.username = credentials.user
+        auth.password = credentials.password
+        #expect(try await crisp.pull(name, auth: auth) == (try images.image("crisp/busybox:latest").configDigest))
+        #expect(try await crisp.pull("\(registry.address)/crisp/layers:latest", auth: auth).hasPrefix("sha256:"))
+      }
+    }
+  }
+
   @Test func concurrentPullsShareOneDownload() async throws {
     try await withRegistry { registry, images in
       try await withCrisp { crisp in
