@@ -41,11 +41,13 @@ enum FrontDaemon {
     defer { unlink(socketPath) }
 
     let peers = try DaemonPeers(config: config)
+    let runtime = try RuntimeContext(config: config, peers: peers, logger: logger)
+    await runtime.reconcile()
     let server = GRPCServer(
       transport: .http2NIOPosix(listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext),
       services: [
         RuntimeService(
-          peers: peers, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
+          peers: peers, runtime: runtime, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
           identity: DaemonIdentity(name: "cri-frontd"), logger: logger),
         ImageService(peers: peers, logger: logger),
       ])

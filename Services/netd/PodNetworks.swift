@@ -11,15 +11,13 @@ actor PodNetworks {
   private let invoker: CNIInvoker
   private let store: PodNetworkStore
   private let logger: Logger
-  private let lockTimeoutMs: Int
-  private var busy: [String: [(id: UInt64, continuation: CheckedContinuation<Bool, Never>)]] = [:]
-  private var nextWaiter: UInt64 = 0
+  private let locks: KeyedLock
 
   init(
     pinner: NamespacePinner, configs: CNIConfigDirectory, invoker: CNIInvoker, store: PodNetworkStore,
     lockTimeoutMs: Int, logger: Logger
   ) {
-    self.lockTimeoutMs = lockTimeoutMs
+    locks = KeyedLock(timeoutMs: lockTimeoutMs)
     self.pinner = pinner
     self.configs = configs
     self.invoker = invoker
@@ -208,44 +206,14 @@ actor PodNetworks {
     return config
   }
 
-  /// Waits for the pod's turn, at most `lockTimeoutMs`: a caller that gave up must not
-  /// keep a server worker waiting behind a slow CNI plugin.
   private func lock(_ podID: String) async throws(CrispError) {
-    if busy[podID] == nil {
-      busy[podID] = []
-      return
-    }
-    nextWaiter += 1
-    let id = nextWaiter
-    let timeout = lockTimeoutMs
-    let acquired = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-      busy[podID, default: []].append((id, continuation))
-      Task {
-        try? await Task.sleep(for: .milliseconds(timeout))
-        self.expire(podID, id)
-      }
-    }
-    guard acquired else {
+    guard await locks.acquire(podID) else {
       throw CrispError(
         .unavailable, "pod \(podID.prefix(12)) is busy with another network operation; try again")
     }
   }
 
-  private func expire(_ podID: String, _ id: UInt64) {
-    guard let index = busy[podID]?.firstIndex(where: { $0.id == id }) else { return }
-    let waiter = busy[podID]!.remove(at: index)
-    waiter.continuation.resume(returning: false)
-  }
-
-  /// Hands the pod to the next waiter, if any.
   private func unlock(_ podID: String) {
-    guard var waiters = busy[podID] else { return }
-    if waiters.isEmpty {
-      busy[podID] = nil
-    } else {
-      let next = waiters.removeFirst()
-      busy[podID] = waiters
-      next.continuation.resume(returning: true)
-    }
+    locks.release(podID)
   }
 }

@@ -1,12 +1,24 @@
 import CRIAPI
+import CrispCore
 import CrispDaemon
+import GRPCCore
 import Logging
 
 /// The CRI RuntimeService. One file per RPC group beside this one; the RPCs not
 /// implemented yet answer UNIMPLEMENTED naming themselves (Shared/CRIAPI).
 struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
   let peers: DaemonPeers
+  let runtime: RuntimeContext
   let healthTimeoutMs: Int32
   let identity: DaemonIdentity
   let logger: Logger
+
+  /// Runs a call's body, handing crisp errors to kubelet as their gRPC status.
+  func rpc<T: Sendable>(_ body: () async throws(CrispError) -> T) async throws -> T {
+    do {
+      return try await body()
+    } catch {
+      throw RPCError(error)
+    }
+  }
 }

@@ -39,7 +39,7 @@ struct ImagedCommand: AsyncParsableCommand {
     try store.cleanUpAfterRestart()
     let client = RegistryClient(certsDir: config.imaged.certsDir, logger: logger)
     let puller = ImagePuller(
-      client: client, registries: registries, authFile: authFile, paths: store.paths, database: store.database,
+      client: client, registries: registries, authFile: authFile, store: store,
       settings: PullSettings(
         maxConcurrentDownloads: config.imaged.maxConcurrentDownloads,
         progressTimeoutMs: Int64(config.imaged.pullProgressTimeoutMs)),

@@ -1,3 +1,4 @@
+import Crypto
 import CrispCore
 import CrispIPC
 import CrispOCI
@@ -47,29 +48,39 @@ public actor ImagePuller {
   private let authFile: AuthFile
   private let paths: ImageStorePaths
   private let database: ImageDatabase
+  private let layerStore: LayerStore
   private let settings: PullSettings
   private let logger: Logger
-  private var pulls: [String: Task<ImageRecord, any Error>] = [:]
-  private var layers: [String: (task: Task<LayerRecord, any Error>, progress: LayerProgress)] = [:]
+  /// Pulls and layer downloads in flight, with how many callers wait for each: shared
+  /// work is cancelled only when its last waiter goes away.
+  private var pulls: [String: (task: Task<ImageRecord, any Error>, waiters: Int)] = [:]
+  private var layers: [String: (task: Task<LayerRecord, any Error>, progress: LayerProgress, waiters: Int)] = [:]
+
+  /// Images with more layers are refused (overlayfs and the kernel's mount options
+  /// could not stack them anyway).
+  static let maxLayers = 128
 
   public init(
-    client: RegistryClient, registries: RegistriesConfig, authFile: AuthFile, paths: ImageStorePaths,
-    database: ImageDatabase, settings: PullSettings, logger: Logger
+    client: RegistryClient, registries: RegistriesConfig, authFile: AuthFile, store: ImageStore,
+    settings: PullSettings, logger: Logger
   ) {
     // A stage that stops reading its pipe must not kill the daemon.
     signal(SIGPIPE, SIG_IGN)
     self.client = client
     self.registries = registries
     self.authFile = authFile
-    self.paths = paths
-    self.database = database
+    self.paths = store.paths
+    self.database = store.database
+    self.layerStore = store.layers
     self.settings = settings
     self.logger = logger
   }
 
   /// Pulls `image` (anything `RegistriesConfig.qualify` accepts). Credentials from the
   /// request win over the auth file.
-  public func pull(_ image: String, credentials: RegistryCredentials?) async throws(CrispError) -> ImageRecord {
+  public func pull(
+    _ image: String, credentials: RegistryCredentials?, serverAddress: String = ""
+  ) async throws(CrispError) -> ImageRecord {
     let candidates: [ImageReference]
     do {
       candidates = try registries.qualify(image)
@@ -79,7 +90,9 @@ public actor ImagePuller {
     var failures: [CrispError] = []
     for reference in candidates {
       do throws(CrispError) {
-        return try await pullShared(reference, credentials: credentials)
+        // Credentials for a named server go to that registry only.
+        let scoped = serverAddress.isEmpty || Self.sameRegistry(serverAddress, reference.registry) ? credentials : nil
+        return try await pullShared(reference, credentials: scoped)
       } catch {
         // A short name tries the next search registry; anything else was the only try.
         failures.append(error)
@@ -96,26 +109,58 @@ public actor ImagePuller {
   private func pullShared(
     _ reference: ImageReference, credentials: RegistryCredentials?
   ) async throws(CrispError) -> ImageRecord {
-    let key = reference.description
+    // Callers with different credentials never share a pull.
+    let key = reference.description + " " + (credentials.map { Self.fingerprint($0) } ?? "")
     let task: Task<ImageRecord, any Error>
     if let running = pulls[key] {
-      task = running
+      task = running.task
+      pulls[key]!.waiters += 1
     } else {
       task = Task { try await self.pullWithWatchdog(reference, credentials: credentials) }
-      pulls[key] = task
+      pulls[key] = (task, 1)
     }
-    defer { if pulls[key] == task { pulls[key] = nil } }
+    defer { leavePull(key, task) }
     do {
       return try await withTaskCancellationHandler {
         try await task.value
       } onCancel: {
-        task.cancel()
+        Task { await self.abandonPull(key, task) }
       }
     } catch let error as CrispError {
       throw error
     } catch {
       throw CrispError(.internal, "pull of \(reference) failed: \(error)")
     }
+  }
+
+  private func leavePull(_ key: String, _ task: Task<ImageRecord, any Error>) {
+    guard let entry = pulls[key], entry.task == task else { return }
+    if entry.waiters <= 1 { pulls[key] = nil } else { pulls[key]!.waiters -= 1 }
+  }
+
+  /// A waiter went away: the shared pull stops only when nobody else waits for it.
+  private func abandonPull(_ key: String, _ task: Task<ImageRecord, any Error>) {
+    if let entry = pulls[key], entry.task == task, entry.waiters > 1 { return }
+    task.cancel()
+  }
+
+  static func sameRegistry(_ serverAddress: String, _ registry: String) -> Bool {
+    var host = serverAddress
+    for scheme in ["https://", "http://"] where host.hasPrefix(scheme) { host = String(host.dropFirst(scheme.count)) }
+    host = String(host.prefix { $0 != "/" })
+    let aliases = ["index.docker.io", "registry-1.docker.io", "docker.io"]
+    return host == registry || (aliases.contains(host) && registry == "docker.io")
+  }
+
+  /// Distinguishes credentials without keeping them in a key in the clear.
+  static func fingerprint(_ credentials: RegistryCredentials) -> String {
+    var hasher = SHA256()
+    hasher.update(data: Array(String(reflecting: credentials).utf8))
+    switch credentials {
+    case .basic(let user, let password): hasher.update(data: Array((user + "\u{0}" + password).utf8))
+    case .identityToken(let token), .registryToken(let token): hasher.update(data: Array(token.utf8))
+    }
+    return Digest.hexString(hasher.finalize().prefix(8))
   }
 
   private func pullWithWatchdog(
@@ -201,6 +246,9 @@ public actor ImagePuller {
           "image \(reference) has no manifest for \(settings.platform.os)/\(settings.platform.architecture); "
             + "it offers \(offered.joined(separator: ", "))")
       }
+      guard Digest(chosen.digest) != nil else {
+        throw CrispError(.invalidArgument, "image index of \(reference) names a manifest by a non-sha256 digest")
+      }
       let child = try await client.manifest(source, reference: chosen.digest, credentials: credentials)
       guard MediaType.isManifest(child.mediaType) else {
         throw CrispError(.invalidArgument, "image \(reference): \(chosen.digest) is a \(child.mediaType), not a manifest")
@@ -225,6 +273,19 @@ public actor ImagePuller {
     guard Digest(manifest.config.digest) != nil, manifest.layers.allSatisfy({ Digest($0.digest) != nil }) else {
       throw CrispError(.invalidArgument, "manifest of \(reference) names a digest that is not sha256")
     }
+    guard manifest.layers.count <= Self.maxLayers else {
+      throw CrispError(
+        .invalidArgument, "image \(reference) has \(manifest.layers.count) layers; crisp stacks at most \(Self.maxLayers)")
+    }
+    var size = UInt64(0)
+    for descriptor in [manifest.config] + manifest.layers {
+      guard descriptor.size >= 0 else {
+        throw CrispError(.invalidArgument, "manifest of \(reference) gives \(descriptor.digest) a negative size")
+      }
+      let (sum, overflow) = size.addingReportingOverflow(UInt64(descriptor.size))
+      guard !overflow else { throw CrispError(.invalidArgument, "manifest of \(reference) has impossible sizes") }
+      size = sum
+    }
     let configBytes = try await client.smallBlob(source, descriptor: manifest.config, credentials: credentials)
     progress.advance(bytes: configBytes.count)
     let config: ImageConfigFile = try decode(configBytes, what: "config \(manifest.config.digest) of \(reference)")
@@ -235,15 +296,14 @@ public actor ImagePuller {
         "image \(reference): its config lists \(diffIDs.count) diff IDs for \(manifest.layers.count) layers")
     }
     let chain = chainIDs(diffIDs: diffIDs)
+    // Pinned until the image is recorded: removal of another image leaves them alone.
+    let missing = try layerStore.pinAndFindMissing(chain)
+    defer { layerStore.unpin(chain) }
     var jobs: [LayerJob] = []
-    for (index, layer) in manifest.layers.enumerated() {
-      let present = try database.layer(chainID: chain[index]) != nil
-        && FileSystem.exists(paths.layer(chainHex: String(chain[index].dropFirst(7))))
-      if !present {
-        jobs.append(
-          LayerJob(
-            source: source, descriptor: layer, diffID: diffIDs[index], chainID: chain[index], credentials: credentials))
-      }
+    for (index, layer) in manifest.layers.enumerated() where missing.contains(chain[index]) {
+      jobs.append(
+        LayerJob(
+          source: source, descriptor: layer, diffID: diffIDs[index], chainID: chain[index], credentials: credentials))
     }
     try await fetchLayers(jobs, progress: progress)
 
@@ -253,7 +313,6 @@ public actor ImagePuller {
         try FileSystem.writeAtomically(document.bytes, to: paths.blob(hex), tempDir: paths.tempDir)
       }
     }
-    let size = UInt64(manifest.config.size) + manifest.layers.reduce(UInt64(0)) { $0 + UInt64($1.size) }
     let record = ImageRecord(
       id: manifest.config.digest, manifestDigest: manifestDigest,
       configJSON: String(decoding: configBytes, as: UTF8.self), size: size, repoTags: [], repoDigests: [],
@@ -261,13 +320,15 @@ public actor ImagePuller {
     // Names are the user's reference, not the mirror it came from.
     let tags = reference.tag != nil ? [reference.name + ":" + reference.tag!] : []
     try database.recordImage(record, names: tags, digests: [reference.name + "@" + top.digest])
+    // A tag that moved here may have left another image, and its layers, unused.
+    try layerStore.collectUnused()
     return try database.image(id: record.id) ?? record
   }
 
   /// Fetches layers, at most `maxConcurrentDownloads` at once; a layer another pull is
   /// already fetching is waited for, not fetched twice.
   private func fetchLayers(_ jobs: [LayerJob], progress: PullProgress) async throws(CrispError) {
-    let fetcher = LayerFetcher(client: client, paths: paths, database: database, logger: logger)
+    let fetcher = LayerFetcher(client: client, layers: layerStore, logger: logger)
     do {
       try await withThrowingTaskGroup(of: Void.self) { group in
         var next = 0
@@ -277,10 +338,11 @@ public actor ImagePuller {
           next += 1
           let task = self.layerTask(job, fetcher: fetcher, progress: progress)
           group.addTask {
+            defer { Task { await self.leaveLayer(job.chainID, task) } }
             _ = try await withTaskCancellationHandler {
               try await task.value
             } onCancel: {
-              task.cancel()
+              Task { await self.abandonLayer(job.chainID, task) }
             }
           }
         }
@@ -299,19 +361,23 @@ public actor ImagePuller {
   private func layerTask(_ job: LayerJob, fetcher: LayerFetcher, progress: PullProgress) -> Task<LayerRecord, any Error> {
     if let running = layers[job.chainID] {
       running.progress.join(progress)
+      layers[job.chainID]!.waiters += 1
       return running.task
     }
     let layerProgress = LayerProgress(progress)
-    let task = Task<LayerRecord, any Error> {
-      defer { self.finishedLayer(job.chainID) }
-      return try await fetcher.fetch(job, progress: layerProgress)
-    }
-    layers[job.chainID] = (task, layerProgress)
+    let task = Task<LayerRecord, any Error> { try await fetcher.fetch(job, progress: layerProgress) }
+    layers[job.chainID] = (task, layerProgress, 1)
     return task
   }
 
-  private func finishedLayer(_ chainID: String) {
-    layers[chainID] = nil
+  private func leaveLayer(_ chainID: String, _ task: Task<LayerRecord, any Error>) {
+    guard let entry = layers[chainID], entry.task == task else { return }
+    if entry.waiters <= 1 { layers[chainID] = nil } else { layers[chainID]!.waiters -= 1 }
+  }
+
+  private func abandonLayer(_ chainID: String, _ task: Task<LayerRecord, any Error>) {
+    if let entry = layers[chainID], entry.task == task, entry.waiters > 1 { return }
+    task.cancel()
   }
 
   private func decode<T: Decodable>(_ bytes: [UInt8], what: String) throws(CrispError) -> T {

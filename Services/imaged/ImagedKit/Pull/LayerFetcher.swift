@@ -23,14 +23,12 @@ struct LayerJob: Sendable {
 /// store and recorded; on any failure it is deleted.
 struct LayerFetcher: Sendable {
   let client: RegistryClient
-  let paths: ImageStorePaths
-  let database: ImageDatabase
+  let layers: LayerStore
   let logger: Logger
 
   func fetch(_ job: LayerJob, progress: LayerProgress) async throws(CrispError) -> LayerRecord {
     let digest = job.descriptor.digest
-    let target = paths.layer(chainHex: String(job.chainID.dropFirst(7)))
-    let temp = paths.tempDir + "/layer-" + String(job.chainID.dropFirst(7).prefix(16)) + "-" + randomSuffix()
+    let temp = layers.paths.tempDir + "/layer-" + String(job.chainID.dropFirst(7).prefix(16)) + "-" + randomSuffix()
     try FileSystem.makeDirectory(temp, mode: 0o755)
     var committed = false
     defer { if !committed { FileSystem.removeTree(temp) } }
@@ -91,23 +89,12 @@ struct LayerFetcher: Sendable {
     }
 
     let usage = FileSystem.usage(temp)
-    if FileSystem.exists(target) {
-      // Left by a pull that was killed before recording it: nothing refers to it.
-      FileSystem.removeTree(target)
-    }
-    guard rename(temp, target) == 0 else {
-      throw CrispError(.internal, "cannot move layer into \(target): \(FileSystem.errnoText())")
-    }
+    let record = try layers.commit(
+      temp: temp,
+      record: LayerRecord(
+        chainID: job.chainID, diffID: job.diffID, digest: digest, size: UInt64(job.descriptor.size),
+        usedBytes: usage.bytes, usedInodes: usage.inodes))
     committed = true
-    let record = LayerRecord(
-      chainID: job.chainID, diffID: job.diffID, digest: digest, size: UInt64(job.descriptor.size),
-      usedBytes: usage.bytes, usedInodes: usage.inodes)
-    do throws(CrispError) {
-      try database.insertLayer(record)
-    } catch {
-      FileSystem.removeTree(target)
-      throw error
-    }
     logger.info(
       "layer stored",
       metadata: [

@@ -50,13 +50,16 @@ public final class RegistryClient: Sendable {
     _ source: PullSource, reference: String, credentials: RegistryCredentials?
   ) async throws(CrispError) -> FetchedManifest {
     let ref = source.reference
+    if reference.contains(":") && Digest(reference) == nil {
+      throw CrispError(.invalidArgument, "manifest digest \(reference) of \(ref): crisp verifies sha256 digests only")
+    }
     let path = "/v2/\(ref.repository)/manifests/\(reference)"
     var headers = HTTPHeaders()
     headers.add(name: "Accept", value: MediaType.acceptedManifests.joined(separator: ", "))
     let response = try await send(source, path: path, headers: headers, credentials: credentials, what: "manifest")
     let bytes = try await collect(response, limit: Self.manifestLimit, what: "manifest of \(ref)")
     let digest = "sha256:" + Digest.hexString(SHA256.hash(data: bytes))
-    if reference.hasPrefix("sha256:"), reference != digest {
+    if Digest(reference) != nil, reference != digest {
       throw CrispError(
         .internal, "manifest of \(ref) from \(ref.registry) has digest \(digest), not the \(reference) asked for")
     }
@@ -78,7 +81,7 @@ public final class RegistryClient: Sendable {
   public func smallBlob(
     _ source: PullSource, descriptor: Descriptor, credentials: RegistryCredentials?
   ) async throws(CrispError) -> [UInt8] {
-    guard descriptor.size <= Self.configLimit else {
+    guard descriptor.size >= 0, descriptor.size <= Self.configLimit else {
       throw CrispError(.invalidArgument, "config blob \(descriptor.digest) is \(descriptor.size) bytes, over the limit")
     }
     let response = try await send(
@@ -110,8 +113,11 @@ public final class RegistryClient: Sendable {
     let host = Self.apiHost(source.reference.registry)
     let scheme = source.insecure ? "http" : "https"
     let scope = "repository:\(source.reference.repository):pull"
+    // Tokens are cached per credentials too: an anonymous caller never gets a token
+    // that someone else's credentials earned.
+    let tokenKey = scope + " " + (credentials.map { ImagePuller.fingerprint($0) } ?? "anonymous")
     let url = "\(scheme)://\(host)\(path)"
-    var authorization = await tokens.authorization(host: host, scope: scope)
+    var authorization = await tokens.authorization(host: host, scope: tokenKey)
     if authorization == nil, case .basic(let user, let password)? = credentials,
       await tokens.prefersBasic(host: host)
     {
@@ -133,9 +139,10 @@ public final class RegistryClient: Sendable {
         return response
       case 401 where attempt == 0:
         let challenge = response.headers.first(name: "WWW-Authenticate") ?? ""
-        try? await drain(response)
+        _ = try? await collect(response, limit: 65536, what: what)
         authorization = try await answer(
-          challenge: challenge, host: host, scope: scope, credentials: credentials, insecure: source.insecure)
+          challenge: challenge, host: host, scope: scope, tokenKey: tokenKey, credentials: credentials,
+          insecure: source.insecure)
       default:
         let body = (try? await collect(response, limit: 4096, what: what)).map { String(decoding: $0, as: UTF8.self) }
         throw Self.statusError(response.status, host: host, what: what, body: body ?? "")
@@ -145,7 +152,8 @@ public final class RegistryClient: Sendable {
   }
 
   private func answer(
-    challenge: String, host: String, scope: String, credentials: RegistryCredentials?, insecure: Bool
+    challenge: String, host: String, scope: String, tokenKey: String, credentials: RegistryCredentials?,
+    insecure: Bool
   ) async throws(CrispError) -> String {
     let parsed = AuthChallenge(header: challenge)
     switch parsed.scheme {
@@ -157,13 +165,17 @@ public final class RegistryClient: Sendable {
       return Self.basicHeader(user, password)
     case "bearer":
       if case .registryToken(let token)? = credentials { return "Bearer " + token }
-      guard let realm = parsed.parameters["realm"], realm.hasPrefix("https://") || realm.hasPrefix("http://") else {
-        throw CrispError(.permissionDenied, "registry \(host) sent a bearer challenge without a usable realm")
+      // Credentials travel to the realm: over TLS, unless the registry itself is
+      // plain HTTP by configuration.
+      guard let realm = parsed.parameters["realm"], realm.hasPrefix("https://") || (insecure && realm.hasPrefix("http://"))
+      else {
+        throw CrispError(
+          .permissionDenied, "registry \(host) sent a bearer challenge without a usable (https) token realm")
       }
       let tokenScope = parsed.parameters["scope"] ?? scope
       let token = try await fetchToken(
         realm: realm, service: parsed.parameters["service"], scope: tokenScope, credentials: credentials, host: host)
-      await tokens.store(host: host, scope: scope, token: token.value, expiresIn: token.expiresIn)
+      await tokens.store(host: host, scope: tokenKey, token: token.value, expiresIn: token.expiresIn)
       return "Bearer " + token.value
     default:
       throw CrispError(.permissionDenied, "registry \(host) answered 401 with an unsupported challenge '\(challenge)'")
@@ -215,7 +227,7 @@ public final class RegistryClient: Sendable {
     else {
       throw CrispError(.permissionDenied, "token service \(realm) of \(host) answered no token")
     }
-    return (value, decoded.expires_in ?? 60)
+    return (value, min(max(decoded.expires_in ?? 60, 0), 86_400))
   }
 
   private func collect(_ response: HTTPClientResponse, limit: Int, what: String) async throws(CrispError) -> [UInt8] {
@@ -370,7 +382,7 @@ actor TokenCache {
   }
 
   func store(host: String, scope: String, token: String, expiresIn: Int) {
-    let lifetime = Int64(max(expiresIn - 10, 5)) * 1000
+    let lifetime = Int64(max(min(expiresIn, 86_400) - 10, 5)) * 1000
     tokens[host + " " + scope] = (token, MonotonicClock.milliseconds() + lifetime)
   }
 

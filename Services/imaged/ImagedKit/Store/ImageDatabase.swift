@@ -127,12 +127,13 @@ public final class ImageDatabase: Sendable {
     }
   }
 
-  /// Layers no image uses any more: their records are deleted and their chain IDs
-  /// returned so that the caller removes the directories.
-  public func removeUnusedLayers() throws(CrispError) -> [String] {
+  /// Layers no image uses any more (but those in `keeping`): their records are
+  /// deleted and their chain IDs returned so that the caller removes the directories.
+  public func removeUnusedLayers(keeping: Set<String> = []) throws(CrispError) -> [String] {
     try run("remove unused layers") { db in
       let unused = try String.fetchAll(
-        db, sql: "SELECT chain_id FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)")
+        db, sql: "SELECT chain_id FROM layers WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)"
+      ).filter { !keeping.contains($0) }
       for chainID in unused {
         try db.execute(sql: "DELETE FROM layers WHERE chain_id = ?", arguments: [chainID])
       }

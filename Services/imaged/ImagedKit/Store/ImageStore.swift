@@ -11,6 +11,7 @@ import Logging
 public final class ImageStore: Sendable {
   public let paths: ImageStorePaths
   public let database: ImageDatabase
+  public let layers: LayerStore
   private let registries: RegistriesConfig
   private let pinned: Set<String>
   private let logger: Logger
@@ -26,6 +27,7 @@ public final class ImageStore: Sendable {
     }
     try FileSystem.makeDirectory(paths.emptyLayer, mode: 0o755)
     database = try ImageDatabase(path: paths.database)
+    layers = LayerStore(paths: paths, database: database)
     self.pinned = Set(pinnedImages.compactMap { (try? registries.qualify($0))?.first?.description })
   }
 
@@ -46,9 +48,7 @@ public final class ImageStore: Sendable {
   }
 
   private func removeUnusedLayers() throws(CrispError) {
-    for chainID in try database.removeUnusedLayers() {
-      FileSystem.removeTree(paths.layer(chainHex: String(chainID.dropFirst(7))))
-    }
+    try layers.collectUnused()
   }
 
   // MARK: Lookup

@@ -1,0 +1,86 @@
+import CrispConfig
+import CrispCore
+import CrispIPC
+import Foundation
+import Logging
+
+/// What the RuntimeService's calls share: configuration, the metadata store, the IPC
+/// peers, and one lock per pod so that calls on one pod run one at a time.
+final class RuntimeContext: Sendable {
+  let config: CrispConfig
+  let paths: CrispPaths
+  let store: MetadataStore
+  let peers: DaemonPeers
+  let podLocks = KeyedLock(timeoutMs: 120_000)
+  let logger: Logger
+
+  init(config: CrispConfig, peers: DaemonPeers, logger: Logger) throws(CrispError) {
+    self.config = config
+    paths = config.paths
+    self.peers = peers
+    self.logger = logger
+    try makeDirectories(paths.root, mode: 0o711)
+    try makeDirectories(paths.runRoot + "/pods", mode: 0o711)
+    store = try MetadataStore(path: paths.database)
+  }
+
+  /// Deadline of a netd call that runs CNI plugins: longer than their own timeout.
+  var networkTimeoutMs: Int32 { Int32(clamping: config.netd.cniPluginTimeoutMs * 2 + 5_000) }
+
+  func podDirectory(_ id: String) -> String { paths.runRoot + "/pods/" + id }
+
+  /// The pod an ID or unique ID prefix names; nil when none does.
+  func resolvePod(_ text: String) throws(CrispError) -> PodRecord? {
+    guard !text.isEmpty else { throw CrispError(.invalidArgument, "pod sandbox ID must not be empty") }
+    if text.utf8.count == 64 { return try store.pod(text) }
+    let matches = try store.podIDs(withPrefix: text)
+    if matches.count > 1 {
+      throw CrispError(.invalidArgument, "pod sandbox ID prefix \"\(text)\" is ambiguous (\(matches.count) pods)")
+    }
+    return try matches.first.flatMap { id throws(CrispError) in try store.pod(id) }
+  }
+
+  func withPodLock<T: Sendable>(_ id: String, _ body: () async throws(CrispError) -> T) async throws(CrispError) -> T {
+    guard await podLocks.acquire(id) else {
+      throw CrispError(.unavailable, "pod sandbox \(id.prefix(12)) is busy with another call; try again")
+    }
+    defer { podLocks.release(id) }
+    return try await body()
+  }
+
+  /// After a reboot nothing of the pods' runtime state is left: every pod is shown not
+  /// ready (and can be stopped and removed); a RunPodSandbox cut off by a crash is undone.
+  func reconcile() async {
+    let bootID = readWholeFileOrEmpty("/proc/sys/kernel/random/boot_id").trimmingCharacters(in: .whitespacesAndNewlines)
+    let previous = (try? store.value("boot_id")) ?? nil
+    let rebooted = previous != nil && previous != bootID
+    try? store.setValue(bootID, for: "boot_id")
+    for pod in (try? store.pods()) ?? [] {
+      if pod.state == .creating {
+        logger.notice("undoing a pod sandbox whose creation was cut off", metadata: ["pod": "\(pod.id)"])
+        _ = try? await peers.netd.call(PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: networkTimeoutMs)
+        PodFiles.remove(podDirectory(pod.id))
+        try? store.deletePod(pod.id)
+      } else if rebooted && pod.state == .ready {
+        var stale = pod
+        stale.state = .notReady
+        try? store.updatePod(stale)
+      }
+    }
+  }
+}
+
+func readWholeFileOrEmpty(_ path: String) -> String {
+  guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
+  defer { try? handle.close() }
+  return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+}
+
+/// A random container or pod ID: 64 lower-case hex digits, as kubelet and crictl expect.
+func newRuntimeID() -> String {
+  var generator = SystemRandomNumberGenerator()
+  return (0..<4).map { _ in
+    let hex = String(generator.next() as UInt64, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+  }.joined()
+}

@@ -1,0 +1,54 @@
+import CRIAPI
+import CrispCore
+import Foundation
+import GRPCCore
+
+extension RuntimeService {
+  func podSandboxStatus(request: Runtime_V1_PodSandboxStatusRequest, context: ServerContext) async throws
+    -> Runtime_V1_PodSandboxStatusResponse
+  {
+    try await rpc { () async throws(CrispError) in
+      guard let pod = try runtime.resolvePod(request.podSandboxID) else {
+        throw CrispError(.notFound, "pod sandbox \"\(request.podSandboxID)\" not found")
+      }
+      let config = try Self.decodePodConfig(pod)
+      var status = Runtime_V1_PodSandboxStatus()
+      status.id = pod.id
+      status.metadata = config.metadata
+      status.state = pod.state == .ready ? .sandboxReady : .sandboxNotready
+      status.createdAt = pod.createdAt
+      if let first = pod.ips.first {
+        status.network.ip = first
+        status.network.additionalIps = pod.ips.dropFirst().map {
+          var ip = Runtime_V1_PodIP()
+          ip.ip = $0
+          return ip
+        }
+      }
+      status.linux.namespaces.options = config.linux.securityContext.namespaceOptions
+      status.labels = config.labels
+      status.annotations = config.annotations
+      status.runtimeHandler = pod.runtimeHandler
+      var response = Runtime_V1_PodSandboxStatusResponse()
+      response.status = status
+      if request.verbose {
+        let info: [String: Any] = [
+          "namespaces": ["network": pod.netns, "ipc": pod.ipcns, "uts": pod.utsns],
+          "directory": runtime.podDirectory(pod.id),
+        ]
+        if let data = try? JSONSerialization.data(withJSONObject: info, options: [.sortedKeys]) {
+          response.info["info"] = String(decoding: data, as: UTF8.self)
+        }
+      }
+      return response
+    }
+  }
+
+  static func decodePodConfig(_ pod: PodRecord) throws(CrispError) -> Runtime_V1_PodSandboxConfig {
+    do {
+      return try Runtime_V1_PodSandboxConfig(serializedBytes: pod.config)
+    } catch {
+      throw CrispError(.internal, "stored config of pod \(pod.id) cannot be decoded: \(error)")
+    }
+  }
+}
