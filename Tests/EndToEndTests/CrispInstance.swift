@@ -20,6 +20,8 @@ final class CrispInstance: @unchecked Sendable {
   let paths: CrispPaths
   let cniDir: String
   private var processes: [Daemon: Process] = [:]
+  /// The bridge network of `writeBridgeCNIConfig`, deleted by `destroy`.
+  private var network: TestBridge?
   private var logs: [Daemon: String] = [:]
   private let lock = NSLock()
 
@@ -64,6 +66,20 @@ final class CrispInstance: @unchecked Sendable {
     try conflist.write(toFile: cniDir + "/10-test.conflist", atomically: true, encoding: .utf8)
   }
 
+  /// A real bridge network of this instance's own (bridge, subnet, IPAM dir).
+  @discardableResult
+  func writeBridgeCNIConfig() throws -> TestBridge {
+    let bridge = TestBridge(ipamDir: dir + "/ipam")
+    try bridge.conflist().write(toFile: cniDir + "/10-crisp-test.conflist", atomically: true, encoding: .utf8)
+    lock.withLock { network = bridge }
+    return bridge
+  }
+
+  /// Mounts under this instance's directory (pinned namespaces, /dev/shm of pods).
+  func mounts() -> [String] {
+    readWholeFile("/proc/self/mountinfo").split(separator: "\n").map(String.init).filter { $0.contains(dir) }
+  }
+
   func start(_ daemon: Daemon, arguments: [String] = []) throws {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binaryPath(daemon.rawValue))
@@ -105,6 +121,16 @@ final class CrispInstance: @unchecked Sendable {
 
   /// Stops every daemon (SIGKILL after a grace period) and removes the directory.
   func destroy() async {
+    // Pods a failed test left: removing them runs CNI DEL and unmounts their files.
+    if lock.withLock({ processes[.frontd] != nil }) {
+      if let pods = try? await withRuntime({ try await $0.listPodSandbox(.init()) }) {
+        for pod in pods.items {
+          var request = Runtime_V1_RemovePodSandboxRequest()
+          request.podSandboxID = pod.id
+          _ = try? await withRuntime { try await $0.removePodSandbox(request) }
+        }
+      }
+    }
     let running = lock.withLock { processes }
     for (daemon, _) in running {
       _ = try? await stop(daemon)
@@ -113,6 +139,11 @@ final class CrispInstance: @unchecked Sendable {
       kill(process.processIdentifier, SIGKILL)
       process.waitUntilExit()
     }
+    for line in mounts() {
+      let fields = line.split(separator: " ")
+      if fields.count > 4 { umount2(String(fields[4]), Int32(MNT_DETACH)) }
+    }
+    if let bridge = lock.withLock({ network }) { _ = try? runProgram("/usr/sbin/ip", ["link", "del", bridge.name]) }
     try? FileManager.default.removeItem(atPath: dir)
   }
 

@@ -13,12 +13,11 @@ final class NetdInstance: @unchecked Sendable {
   let cniDir: String
   let ipamDir: String
   let pluginDir: String
-  let bridge: String
-  let subnetPrefix: String
+  let network: TestBridge
+  var bridge: String { network.name }
+  var subnetPrefix: String { network.subnetPrefix }
   private var process: Process?
   private(set) var client: IPCClient!
-
-  private static let counter = Atomic<Int>(0)
 
   init() throws {
     dir = try makeTemporaryDirectory(prefix: "crisp-netd")
@@ -29,11 +28,7 @@ final class NetdInstance: @unchecked Sendable {
     for d in [cniDir, pluginDir] {
       try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
     }
-    let n = Self.counter.add(1, ordering: .relaxed).newValue
-    let random = UInt32.random(in: 0..<0xffffff)
-    bridge = "crt" + String(format: "%06x", random)
-    // A private /24 of our own per instance; the third octet varies per test in this run.
-    subnetPrefix = "10.\(200 + Int(random % 40)).\((n * 7 + Int(random >> 8)) % 250 + 1)"
+    network = TestBridge(ipamDir: ipamDir)
     try """
     root = "\(paths.root)"
     run_root = "\(paths.runRoot)"
@@ -45,22 +40,12 @@ final class NetdInstance: @unchecked Sendable {
     """.write(toFile: dir + "/crisp.toml", atomically: true, encoding: .utf8)
   }
 
-  var subnet: String { subnetPrefix + ".0/24" }
+  var subnet: String { network.subnet }
 
   /// bridge + host-local + (portmap) + loopback, in our own bridge, subnet and IPAM dir.
   func writeBridgeConfig(portmap: Bool = false, extraPlugins: [String] = []) throws {
-    var plugins = [
-      """
-      {"type": "bridge", "bridge": "\(bridge)", "isGateway": true, "ipMasq": false,
-       "ipam": {"type": "host-local", "ranges": [[{"subnet": "\(subnet)"}]], "dataDir": "\(ipamDir)"}}
-      """
-    ]
-    if portmap { plugins.append(#"{"type": "portmap", "capabilities": {"portMappings": true}}"#) }
-    plugins += extraPlugins
-    plugins.append(#"{"type": "loopback"}"#)
-    try """
-    {"cniVersion": "1.0.0", "name": "crisp-test", "plugins": [\(plugins.joined(separator: ","))]}
-    """.write(toFile: cniDir + "/10-crisp-test.conflist", atomically: true, encoding: .utf8)
+    try network.conflist(portmap: portmap, extraPlugins: extraPlugins)
+      .write(toFile: cniDir + "/10-crisp-test.conflist", atomically: true, encoding: .utf8)
   }
 
   /// Puts an executable CNI plugin (a shell script) first on the plugin path.
@@ -120,10 +105,7 @@ final class NetdInstance: @unchecked Sendable {
   }
 
   /// IPs host-local has handed out and not yet released (files named by address).
-  func leasedIPs() -> [String] {
-    let names = (try? FileManager.default.contentsOfDirectory(atPath: ipamDir + "/crisp-test")) ?? []
-    return names.filter { $0.hasPrefix(subnetPrefix + ".") }
-  }
+  func leasedIPs() -> [String] { network.leasedIPs() }
 
   /// Mounts under this instance's directory (pinned namespaces left behind).
   func mounts() -> [String] {
