@@ -67,6 +67,10 @@ let package = Package(
       path: "Shared/CrispConfig"),
     .target(name: "CrispOCI", path: "Shared/CrispOCI"),
     .target(
+      name: "CrispStorage",
+      dependencies: ["CrispCore", .product(name: "GRDB", package: "GRDB.swift")],
+      path: "Shared/CrispStorage"),
+    .target(
       name: "CRIAPI",
       dependencies: [
         .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -80,20 +84,27 @@ let package = Package(
     .executableTarget(
       name: "cri-frontd",
       dependencies: [
-        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI",
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI", "CrispStorage",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "GRDB", package: "GRDB.swift"),
       ],
-      path: "Services/cri-frontd"),
+      path: "Services/cri-frontd",
+      exclude: ["SpecBuilder"]),
+    // CRI container config + image config + pod → OCI runtime spec: a pure function,
+    // in a library of its own so that its tests need no daemon.
+    .target(
+      name: "SpecBuilder",
+      dependencies: ["CRIAPI", "CrispOCI", "CrispCore", "CrispIPC"],
+      path: "Services/cri-frontd/SpecBuilder"),
     // imaged's work (registry client, pull pipeline, stores, unpacking), kept in a
     // library so that its tests can reach it without the daemon.
     .target(
       name: "ImagedKit",
       dependencies: [
-        "CArchive", "CCrispSys", "CrispCore", "CrispOCI", "CrispIPC", "CrispLinux",
+        "CArchive", "CCrispSys", "CrispCore", "CrispOCI", "CrispIPC", "CrispLinux", "CrispStorage",
         .product(name: "TOMLKit", package: "TOMLKit"),
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -160,6 +171,10 @@ let package = Package(
       name: "CrispLinuxTests",
       dependencies: ["CrispTestSupport", "CrispLinux", "CCrispSys"],
       path: "Tests/CrispLinuxTests"),
+    .testTarget(
+      name: "SpecBuilderTests",
+      dependencies: ["CrispTestSupport", "SpecBuilder", "CRIAPI", "CrispOCI", "CrispCore", "CrispIPC"],
+      path: "Tests/SpecBuilderTests"),
     .testTarget(
       name: "ImagedTests",
       dependencies: ["CrispTestSupport", "ImagedKit", "CArchive", "CrispCore", "CrispOCI"],

@@ -1,5 +1,6 @@
 import Foundation
 import CrispCore
+import CrispStorage
 import GRDB
 
 /// One pod sandbox as frontd records it. `config` is the CRI PodSandboxConfig in
@@ -48,25 +49,13 @@ struct ContainerRecord: Sendable, Equatable {
 /// before the work it describes starts, so that after a crash the work can be found
 /// and finished or undone.
 final class MetadataStore: Sendable {
-  private let queue: DatabaseQueue
+  private let db: SQLiteDatabase
 
   init(path: String) throws(CrispError) {
-    do {
-      var configuration = Configuration()
-      configuration.busyMode = .timeout(5)
-      queue = try DatabaseQueue(path: path, configuration: configuration)
-      try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA journal_mode = WAL") }
-      try Self.migrator.migrate(queue)
-    } catch {
-      throw CrispError(.internal, "cannot open the metadata database \(path): \(error)")
-    }
+    db = try SQLiteDatabase(path: path, migrations: [("v1", Self.schema)])
   }
 
-  private static var migrator: DatabaseMigrator {
-    var migrator = DatabaseMigrator()
-    migrator.registerMigration("v1") { db in
-      try db.execute(
-        sql: """
+  private static let schema = """
           CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
           CREATE TABLE pods (
             id TEXT PRIMARY KEY,
@@ -89,29 +78,14 @@ final class MetadataStore: Sendable {
             log_path TEXT NOT NULL
           );
           CREATE UNIQUE INDEX containers_by_name ON containers(pod_id, name, attempt);
-          """)
-    }
-    return migrator
-  }
+    """
 
   private func write<T>(_ what: String, _ body: (Database) throws -> T) throws(CrispError) -> T {
-    do {
-      return try queue.write(body)
-    } catch let error as CrispError {
-      throw error
-    } catch let error as DatabaseError where error.resultCode == .SQLITE_CONSTRAINT {
-      throw CrispError(.alreadyExists, "\(what): \(error.message ?? "already exists")")
-    } catch {
-      throw CrispError(.internal, "metadata database: \(what): \(error)")
-    }
+    try db.write(what, body)
   }
 
   private func read<T>(_ what: String, _ body: (Database) throws -> T) throws(CrispError) -> T {
-    do {
-      return try queue.read(body)
-    } catch {
-      throw CrispError(.internal, "metadata database: \(what): \(error)")
-    }
+    try db.read("metadata database: " + what, body)
   }
 
   // MARK: Meta

@@ -1,4 +1,5 @@
 import CrispCore
+import CrispStorage
 import GRDB
 
 /// One stored image as imaged records it.
@@ -29,27 +30,13 @@ public struct LayerRecord: Sendable, Equatable {
 /// containers' root filesystem snapshots. Every change is one transaction, so a
 /// SIGKILL at any point leaves either the old or the new state.
 public final class ImageDatabase: Sendable {
-  private let queue: DatabaseQueue
+  private let db: SQLiteDatabase
 
   public init(path: String) throws(CrispError) {
-    do {
-      var configuration = Configuration()
-      configuration.busyMode = .timeout(5)
-      queue = try DatabaseQueue(path: path, configuration: configuration)
-      try queue.writeWithoutTransaction { db in
-        try db.execute(sql: "PRAGMA journal_mode = WAL")
-      }
-      try Self.migrator.migrate(queue)
-    } catch {
-      throw CrispError(.internal, "cannot open the image database \(path): \(error)")
-    }
+    db = try SQLiteDatabase(path: path, migrations: [("v1", Self.schema)])
   }
 
-  private static var migrator: DatabaseMigrator {
-    var migrator = DatabaseMigrator()
-    migrator.registerMigration("v1") { db in
-      try db.execute(
-        sql: """
+  private static let schema = """
           CREATE TABLE images (
             id TEXT PRIMARY KEY,
             manifest_digest TEXT NOT NULL,
@@ -82,27 +69,14 @@ public final class ImageDatabase: Sendable {
             image_id TEXT NOT NULL REFERENCES images(id),
             created INTEGER NOT NULL
           );
-          """)
-    }
-    return migrator
-  }
+    """
 
   private func run<T>(_ what: String, _ body: (Database) throws -> T) throws(CrispError) -> T {
-    do {
-      return try queue.write(body)
-    } catch let error as CrispError {
-      throw error
-    } catch {
-      throw CrispError(.internal, "image database: \(what): \(error)")
-    }
+    try db.write("image database: " + what, body)
   }
 
   private func read<T>(_ what: String, _ body: (Database) throws -> T) throws(CrispError) -> T {
-    do {
-      return try queue.read(body)
-    } catch {
-      throw CrispError(.internal, "image database: \(what): \(error)")
-    }
+    try db.read("image database: " + what, body)
   }
 
   // MARK: Layers
