@@ -84,7 +84,8 @@ let package = Package(
     .executableTarget(
       name: "cri-frontd",
       dependencies: [
-        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI", "CrispStorage",
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI", "CrispStorage", "CrispOCI",
+        "SpecBuilder",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -63,6 +63,13 @@ extension CrispConfig {
     if var frontd = try top.subtable("frontd") {
       try frontd.string("listen", into: &config.frontd.listen, check: optionalAbsolutePath)
       try frontd.string("socket_group", into: &config.frontd.socketGroup, check: groupName)
+      try frontd.string("runtime_path", into: &config.frontd.runtimePath, check: absolutePath)
+      try frontd.string("shimd_path", into: &config.frontd.shimdPath, check: optionalAbsolutePath)
+      try frontd.string("cgroup_driver", into: &config.frontd.cgroupDriver) { value in
+        ["cgroupfs", "systemd"].contains(value) ? nil : "must be \"cgroupfs\" or \"systemd\", got \"\(value)\""
+      }
+      try frontd.string("seccomp_profile", into: &config.frontd.seccompProfile, check: absolutePath)
+      try frontd.string("default_log_dir", into: &config.frontd.defaultLogDir, check: absolutePath)
       try frontd.string("log_level", into: &config.frontd.logLevel, check: optionalLogLevelName)
       try frontd.finish()
     }

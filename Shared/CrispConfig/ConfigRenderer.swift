@@ -40,6 +40,16 @@ extension CrispConfig {
       listen = \(quote(frontd.listen))
       # Unix group that owns the CRI socket (mode 0660); empty keeps root's group.
       socket_group = \(quote(frontd.socketGroup))
+      # The OCI runtime containers run with (the "runc" runtime handler).
+      runtime_path = \(quote(frontd.runtimePath))
+      # The shimd executable; empty means the one installed beside cri-frontd.
+      shimd_path = \(quote(frontd.shimdPath))
+      # "cgroupfs" or "systemd": must match kubelet's cgroupDriver.
+      cgroup_driver = \(quote(frontd.cgroupDriver))
+      # The RuntimeDefault seccomp profile (containers' seccomp.json format).
+      seccomp_profile = \(quote(frontd.seccompProfile))
+      # Container logs when the pod names no log directory (<dir>/<pod>/<container>.log).
+      default_log_dir = \(quote(frontd.defaultLogDir))
       log_level = \(quote(frontd.logLevel))
 
       # imaged: pulls, stores and unpacks images.

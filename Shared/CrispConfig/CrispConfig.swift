@@ -44,6 +44,16 @@ public struct CrispConfig: Sendable, Equatable {
     public var listen = ""
     /// Unix group given the CRI socket (mode 0660); empty keeps root's group.
     public var socketGroup = ""
+    /// The OCI runtime containers run with (the `runc` handler).
+    public var runtimePath = "/usr/sbin/runc"
+    /// The shimd executable; empty means the one beside cri-frontd.
+    public var shimdPath = ""
+    /// "cgroupfs" or "systemd", as kubelet's cgroupDriver.
+    public var cgroupDriver = "cgroupfs"
+    /// The RuntimeDefault seccomp profile (containers' seccomp.json format).
+    public var seccompProfile = "/etc/crisp/seccomp.json"
+    /// Where container logs go when the pod names no log directory.
+    public var defaultLogDir = "/var/log/crisp/pods"
     /// Overrides the top-level log_level for this daemon when not empty.
     public var logLevel = ""
     public init() {}

@@ -30,12 +30,24 @@ final class CrispInstance: @unchecked Sendable {
   var authFile: String { dir + "/auth.json" }
   var certsDir: String { dir + "/certs.d" }
 
-  init(extraConfig: String = "", imagedConfig: String = "") throws {
+  init(extraConfig: String = "", imagedConfig: String = "", frontdConfig: String = "") throws {
     dir = try makeTemporaryDirectory(prefix: "crisp-e2e")
     paths = CrispPaths(root: dir + "/root", runRoot: dir + "/run")
     cniDir = dir + "/cni"
     try FileManager.default.createDirectory(atPath: cniDir, withIntermediateDirectories: true)
     configPath = dir + "/crisp.toml"
+    self.extraConfig = extraConfig
+    self.imagedConfig = imagedConfig
+    try writeConfig(frontdConfig: frontdConfig)
+  }
+
+  private let extraConfig: String
+  private let imagedConfig: String
+
+  /// Rewrites the configuration with these [frontd] lines (before the daemons start).
+  func writeFrontdConfig(_ lines: String) throws { try writeConfig(frontdConfig: lines) }
+
+  private func writeConfig(frontdConfig: String) throws {
     let config = """
       root = "\(paths.root)"
       run_root = "\(paths.runRoot)"
@@ -43,6 +55,9 @@ final class CrispInstance: @unchecked Sendable {
       \(extraConfig)
       [ipc]
       health_timeout_ms = 300
+
+      [frontd]
+      \(frontdConfig)
 
       [imaged]
       registries_conf = "\(dir)/registries.conf"

@@ -12,6 +12,8 @@ final class RuntimeContext: Sendable {
   let store: MetadataStore
   let peers: DaemonPeers
   let podLocks = KeyedLock(timeoutMs: 120_000)
+  let containerLocks = KeyedLock(timeoutMs: 120_000)
+  let shims: ShimClients
   let logger: Logger
 
   init(config: CrispConfig, peers: DaemonPeers, logger: Logger) throws(CrispError) {
@@ -21,7 +23,37 @@ final class RuntimeContext: Sendable {
     self.logger = logger
     try makeDirectories(paths.root, mode: 0o711)
     try makeDirectories(paths.runRoot + "/pods", mode: 0o711)
+    try makeDirectories(paths.containersDir, mode: 0o711)
     store = try MetadataStore(path: paths.database)
+    shims = ShimClients(paths: paths)
+  }
+
+  /// The shimd executable: configured, or the one beside this cri-frontd.
+  var shimdPath: String {
+    if !config.frontd.shimdPath.isEmpty { return config.frontd.shimdPath }
+    let me = CommandLine.arguments[0]
+    let dir = me.contains("/") ? String(me[..<me.lastIndex(of: "/")!]) : "/usr/local/bin"
+    return dir + "/shimd"
+  }
+
+  func resolveContainer(_ text: String) throws(CrispError) -> ContainerRecord? {
+    guard !text.isEmpty else { throw CrispError(.invalidArgument, "container ID must not be empty") }
+    if text.utf8.count == 64 { return try store.container(text) }
+    let matches = try store.containerIDs(withPrefix: text)
+    if matches.count > 1 {
+      throw CrispError(.invalidArgument, "container ID prefix \"\(text)\" is ambiguous (\(matches.count) containers)")
+    }
+    return try matches.first.flatMap { id throws(CrispError) in try store.container(id) }
+  }
+
+  func withContainerLock<T: Sendable>(
+    _ id: String, _ body: () async throws(CrispError) -> T
+  ) async throws(CrispError) -> T {
+    guard await containerLocks.acquire(id) else {
+      throw CrispError(.unavailable, "container \(id.prefix(12)) is busy with another call; try again")
+    }
+    defer { containerLocks.release(id) }
+    return try await body()
   }
 
   /// Deadline of a netd call that runs CNI plugins: longer than their own timeout.

@@ -11,6 +11,11 @@ extension RuntimeService {
       guard let pod = try runtime.resolvePod(request.podSandboxID) else { return .init() }
       try await runtime.withPodLock(pod.id) { () async throws(CrispError) in
         try await stopPod(pod)
+        for container in try runtime.store.containers(podID: pod.id) {
+          try await runtime.withContainerLock(container.id) { () async throws(CrispError) in
+            try await remove(container)
+          }
+        }
         PodFiles.remove(runtime.podDirectory(pod.id))
         try runtime.store.deletePod(pod.id)
         logger.info("pod sandbox removed", metadata: ["pod": "\(pod.id)"])

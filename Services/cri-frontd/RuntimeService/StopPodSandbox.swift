@@ -20,6 +20,11 @@ extension RuntimeService {
   /// Must be called with the pod's lock held.
   func stopPod(_ pod: PodRecord) async throws(CrispError) {
     guard let current = try runtime.store.pod(pod.id) else { return }
+    for container in try runtime.store.containers(podID: pod.id) {
+      try await runtime.withContainerLock(container.id) { () async throws(CrispError) in
+        try await stop(container, timeoutSeconds: 0)
+      }
+    }
     _ = try await peers.netd.call(PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: runtime.networkTimeoutMs)
     PodFiles.unmountShm(runtime.podDirectory(pod.id))
     if current.state != .notReady {

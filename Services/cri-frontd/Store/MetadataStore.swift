@@ -43,6 +43,8 @@ struct ContainerRecord: Sendable, Equatable {
   var createdAt: Int64
   var config: [UInt8]
   var logPath: String
+  /// The image's StopSignal (empty: SIGTERM).
+  var stopSignal: String
 }
 
 /// frontd's metadata database (SQLite, WAL): pods and containers. A row is written
@@ -75,7 +77,8 @@ final class MetadataStore: Sendable {
             image TEXT NOT NULL, image_id TEXT NOT NULL,
             created_at INTEGER NOT NULL,
             config BLOB NOT NULL,
-            log_path TEXT NOT NULL
+            log_path TEXT NOT NULL,
+            stop_signal TEXT NOT NULL
           );
           CREATE UNIQUE INDEX containers_by_name ON containers(pod_id, name, attempt);
     """
@@ -153,12 +156,12 @@ final class MetadataStore: Sendable {
       db in
       try db.execute(
         sql: """
-          INSERT INTO containers (id, pod_id, name, attempt, image, image_id, created_at, config, log_path)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+          INSERT INTO containers (id, pod_id, name, attempt, image, image_id, created_at, config, log_path,
+            stop_signal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
           """,
         arguments: [
           container.id, container.podID, container.name, Int64(container.attempt), container.image,
-          container.imageID, container.createdAt, Data(container.config), container.logPath,
+          container.imageID, container.createdAt, Data(container.config), container.logPath, container.stopSignal,
         ])
     }
   }
@@ -209,6 +212,6 @@ final class MetadataStore: Sendable {
     ContainerRecord(
       id: row["id"], podID: row["pod_id"], name: row["name"], attempt: UInt32(truncatingIfNeeded: row["attempt"] as Int64),
       image: row["image"], imageID: row["image_id"], createdAt: row["created_at"],
-      config: [UInt8](row["config"] as Data), logPath: row["log_path"])
+      config: [UInt8](row["config"] as Data), logPath: row["log_path"], stopSignal: row["stop_signal"])
   }
 }

@@ -1,0 +1,129 @@
+import CRIAPI
+import CrispCore
+import CrispIPC
+import Foundation
+import GRPCCore
+
+/// A container's state as kubelet sees it: from its shim while it lives, else from
+/// the exit file the shim left; with neither, exit code 255 and reason Unknown
+/// (never a guessed 0).
+struct ContainerView {
+  var record: ContainerRecord
+  var config: Runtime_V1_ContainerConfig
+  var state: Runtime_V1_ContainerState
+  var startedAt: Int64 = 0
+  var finishedAt: Int64 = 0
+  var exitCode: Int32 = 0
+  var reason = ""
+  var message = ""
+  var pid: Int32 = 0
+}
+
+extension RuntimeService {
+  func view(_ record: ContainerRecord) async throws(CrispError) -> ContainerView {
+    var view = ContainerView(record: record, config: try Self.decodeContainerConfig(record), state: .containerUnknown)
+    if let shim = await runtime.shims.state(record.id) {
+      view.pid = shim.pid
+      view.startedAt = shim.startedAt
+      view.finishedAt = shim.finishedAt
+      switch shim.state {
+      case .created: view.state = .containerCreated
+      case .running: view.state = .containerRunning
+      case .exited:
+        view.state = .containerExited
+        view.exitCode = shim.exitCode
+        view.reason = shim.oomKilled ? "OOMKilled" : shim.exitCode == 0 ? "Completed" : "Error"
+      }
+    } else if let exit = ContainerBundle(paths: runtime.paths, containerID: record.id).exitRecord() {
+      view.state = .containerExited
+      view.finishedAt = exit.finishedAt
+      view.exitCode = exit.exitCode
+      view.reason = exit.oomKilled ? "OOMKilled" : exit.exitCode == 0 ? "Completed" : "Error"
+    } else {
+      view.state = .containerExited
+      view.exitCode = 255
+      view.reason = "Unknown"
+      view.message = "the container's monitor is gone and left no exit record"
+    }
+    return view
+  }
+
+  func containerStatus(request: Runtime_V1_ContainerStatusRequest, context: ServerContext) async throws
+    -> Runtime_V1_ContainerStatusResponse
+  {
+    try await rpc { () async throws(CrispError) in
+      guard let record = try runtime.resolveContainer(request.containerID) else {
+        throw CrispError(.notFound, "container \"\(request.containerID)\" not found")
+      }
+      let view = try await view(record)
+      var status = Runtime_V1_ContainerStatus()
+      status.id = record.id
+      status.metadata = view.config.metadata
+      status.state = view.state
+      status.createdAt = record.createdAt
+      status.startedAt = view.startedAt
+      status.finishedAt = view.finishedAt
+      status.exitCode = view.exitCode
+      status.image = view.config.image
+      status.imageRef = record.imageID
+      status.imageID = record.imageID
+      status.reason = view.reason
+      status.message = view.message
+      status.labels = view.config.labels
+      status.annotations = view.config.annotations
+      status.mounts = view.config.mounts
+      status.logPath = record.logPath
+      if view.config.hasLinux { status.resources.linux = view.config.linux.resources }
+      var response = Runtime_V1_ContainerStatusResponse()
+      response.status = status
+      if request.verbose {
+        let bundle = ContainerBundle(paths: runtime.paths, containerID: record.id)
+        var info: [String: Any] = ["pid": view.pid, "sandboxID": record.podID]
+        if let spec = FileManager.default.contents(atPath: bundle.directory + "/config.json"),
+          let json = try? JSONSerialization.jsonObject(with: spec)
+        {
+          info["runtimeSpec"] = json
+        }
+        if let data = try? JSONSerialization.data(withJSONObject: info, options: [.sortedKeys]) {
+          response.info["info"] = String(decoding: data, as: UTF8.self)
+        }
+      }
+      return response
+    }
+  }
+
+  func listContainers(request: Runtime_V1_ListContainersRequest, context: ServerContext) async throws
+    -> Runtime_V1_ListContainersResponse
+  {
+    try await rpc { () async throws(CrispError) in
+      let filter = request.hasFilter ? request.filter : nil
+      var podID: String? = nil
+      if let wanted = filter?.podSandboxID, !wanted.isEmpty {
+        guard let pod = try runtime.resolvePod(wanted) else { return .init() }
+        podID = pod.id
+      }
+      var response = Runtime_V1_ListContainersResponse()
+      for record in try runtime.store.containers(podID: podID) {
+        if let id = filter?.id, !id.isEmpty, !record.id.hasPrefix(id) { continue }
+        let view = try await view(record)
+        if let filter, filter.hasState, filter.state.state != view.state { continue }
+        if let selector = filter?.labelSelector, !selector.allSatisfy({ view.config.labels[$0.key] == $0.value }) {
+          continue
+        }
+        var item = Runtime_V1_Container()
+        item.id = record.id
+        item.podSandboxID = record.podID
+        item.metadata = view.config.metadata
+        item.image = view.config.image
+        item.imageRef = record.imageID
+        item.imageID = record.imageID
+        item.state = view.state
+        item.createdAt = record.createdAt
+        item.labels = view.config.labels
+        item.annotations = view.config.annotations
+        response.containers.append(item)
+      }
+      return response
+    }
+  }
+}

@@ -1,0 +1,236 @@
+import CRIAPI
+import CrispCore
+import CrispTestSupport
+import Foundation
+import GRPCCore
+import Testing
+
+/// Containers end to end: a real registry's busybox image pulled by imaged, a pod on a
+/// bridge of the test's own, shimd and real runc, over the CRI socket.
+@Suite struct ContainerTests {
+  @Test func containerLifecycle() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      let imageID = try await crisp.pull(image)
+      let id = try await crisp.createContainer(
+        podID: podID, name: "main", image: image,
+        command: ["sh", "-c", "echo hello; echo oops >&2; trap '' TERM; while true; do sleep 1; done"],
+        labels: ["role": "main"], annotations: ["io.kubernetes.container.hash": "abc123"])
+      #expect(id.count == 64)
+      var status = try await crisp.containerStatus(id).status
+      #expect(status.state == .containerCreated)
+      #expect(status.imageRef == imageID)
+      #expect(status.labels == ["role": "main"])
+      #expect(status.annotations == ["io.kubernetes.container.hash": "abc123"])
+      #expect(status.logPath == crisp.dir + "/logs/main.log")
+
+      try await crisp.startContainer(id)
+      status = try await crisp.containerStatus(id).status
+      #expect(status.state == .containerRunning)
+      #expect(status.startedAt >= status.createdAt)
+      try await waitUntil("both lines are logged", timeout: .seconds(10)) {
+        let log = readWholeFile(crisp.dir + "/logs/main.log")
+        return log.contains(" stdout F hello\n") && log.contains(" stderr F oops\n")
+      }
+      let line = try #require(readWholeFile(crisp.dir + "/logs/main.log").split(separator: "\n").first)
+      #expect(
+        line.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) [PF] .*/) != nil, "\(line)")
+
+      // ExecSync: exit code and both streams; a command past its timeout is refused.
+      let exec = try await crisp.execSync(id, ["sh", "-c", "echo out; echo err >&2; exit 3"])
+      #expect(exec.exitCode == 3)
+      #expect(String(decoding: exec.stdout, as: UTF8.self) == "out\n")
+      #expect(String(decoding: exec.stderr, as: UTF8.self) == "err\n")
+      let started = ContinuousClock.now
+      let slow = await #expect(throws: RPCError.self) { try await crisp.execSync(id, ["sleep", "30"], timeout: 1) }
+      #expect(slow?.code == .deadlineExceeded)
+      #expect(ContinuousClock.now - started < .seconds(10))
+
+      // The process ignores SIGTERM: stop escalates to SIGKILL after the timeout.
+      try await crisp.stopContainer(id, timeout: 1)
+      status = try await crisp.containerStatus(id).status
+      #expect(status.state == .containerExited)
+      #expect(status.exitCode == 137)
+      #expect(status.reason == "Error")
+      #expect(status.finishedAt >= status.startedAt)
+      try await crisp.stopContainer(id, timeout: 1)  // idempotent
+
+      // Exit codes and reasons.
+      for (code, reason) in [(0, "Completed"), (1, "Error")] {
+        let short = try await crisp.createContainer(
+          podID: podID, name: "exit\(code)", image: image, command: ["sh", "-c", "exit \(code)"])
+        try await crisp.startContainer(short)
+        try await waitUntil("exit\(code) exits", timeout: .seconds(10)) {
+          try await crisp.containerStatus(short).status.state == .containerExited
+        }
+        let done = try await crisp.containerStatus(short).status
+        #expect(done.exitCode == Int32(code))
+        #expect(done.reason == reason)
+      }
+
+      let all = try await crisp.listContainers()
+      #expect(all.count == 3)
+      #expect(try await crisp.listContainers(labels: ["role": "main"]).map(\.id) == [id])
+      #expect(try await crisp.listContainers(id: String(id.prefix(8))).map(\.id) == [id])
+
+      try await crisp.removeContainer(id)
+      try await crisp.removeContainer(id)  // idempotent
+      let gone = await #expect(throws: RPCError.self) { try await crisp.containerStatus(id) }
+      #expect(gone?.code == .notFound)
+      // Removing the pod removes its other containers.
+      try await crisp.removePod(podID)
+      #expect(try await crisp.listContainers().isEmpty)
+      #expect(crisp.mounts().isEmpty, "mounts left: \(crisp.mounts())")
+      #expect(shimProcesses(crisp).isEmpty, "shims left: \(shimProcesses(crisp))")
+    }
+  }
+
+  @Test func containersKeepRunningWhileFrontdRestarts() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let id = try await crisp.createContainer(
+        podID: podID, name: "ticker", image: image,
+        command: ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"])
+      try await crisp.startContainer(id)
+
+      try await crisp.stop(.frontd, signal: SIGKILL)
+      let linesWhileDown = readWholeFile(crisp.dir + "/logs/ticker.log").split(separator: "\n").count
+      try crisp.start(.frontd)
+      try await crisp.waitForCRI()
+      #expect(try await crisp.containerStatus(id).status.state == .containerRunning)
+      try await waitUntil("the container kept logging", timeout: .seconds(10)) {
+        readWholeFile(crisp.dir + "/logs/ticker.log").split(separator: "\n").count > linesWhileDown + 5
+      }
+      let exec = try await crisp.execSync(id, ["echo", "still here"])
+      #expect(String(decoding: exec.stdout, as: UTF8.self) == "still here\n")
+      try await crisp.removePod(podID)
+      #expect(shimProcesses(crisp).isEmpty)
+    }
+  }
+
+  @Test func badContainerRequests() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      let notPulled = await #expect(throws: RPCError.self) {
+        try await crisp.createContainer(podID: podID, name: "x", image: image, command: ["true"])
+      }
+      #expect(notPulled?.code == .notFound)
+      try await crisp.pull(image)
+      let noPod = await #expect(throws: RPCError.self) {
+        try await crisp.createContainer(podID: "f00f", name: "x", image: image, command: ["true"])
+      }
+      #expect(noPod?.code == .notFound)
+      let noName = await #expect(throws: RPCError.self) {
+        try await crisp.createContainer(podID: podID, name: "", image: image, command: ["true"])
+      }
+      #expect(noName?.code == .invalidArgument)
+      let first = try await crisp.createContainer(podID: podID, name: "dup", image: image, command: ["true"])
+      let dup = await #expect(throws: RPCError.self) {
+        try await crisp.createContainer(podID: podID, name: "dup", image: image, command: ["true"])
+      }
+      #expect(dup?.code == .alreadyExists)
+      let unknownUser = await #expect(throws: RPCError.self) {
+        try await crisp.createContainer(podID: podID, name: "u", image: image, command: ["true"], user: "nobody-here")
+      }
+      #expect(unknownUser?.code == .invalidArgument)
+      #expect(unknownUser?.message.contains("nobody-here") == true)
+      let notRunning = await #expect(throws: RPCError.self) { try await crisp.execSync(first, ["true"]) }
+      #expect(notRunning?.code == .failedPrecondition)
+      #expect(try await crisp.listContainers().map(\.id) == [first], "failed creates leave nothing")
+      try await crisp.removePod(podID)
+      #expect(crisp.mounts().isEmpty, "mounts left: \(crisp.mounts())")
+    }
+  }
+}
+
+/// A started crisp (bridge network, the repo's seccomp profile, logs under the test
+/// directory) with a registry of the standard images and one ready pod.
+func withContainerRuntime(_ body: (CrispInstance, LocalRegistry, String) async throws -> Void) async throws {
+  try await withRegistry { registry, _ in
+    let seccomp = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("deploy/seccomp/default.json").path
+    try await withCrisp(extraConfig: "") { crisp in
+      try crisp.writeRegistriesConf(CrispInstance.insecureRegistry(registry.address))
+      try crisp.writeFrontdConfig(
+        """
+        seccomp_profile = "\(seccomp)"
+        default_log_dir = "\(crisp.dir)/logs"
+        """)
+      try crisp.writeBridgeCNIConfig()
+      try await crisp.startAll()
+      var config = PodSandboxTests.podConfig()
+      config.logDirectory = crisp.dir + "/logs"
+      let podID = try await crisp.runPod(config)
+      try await body(crisp, registry, podID)
+    }
+  }
+}
+
+/// shimd processes of this instance still alive.
+func shimProcesses(_ crisp: CrispInstance) -> [String] {
+  let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+  return pids.filter { $0.allSatisfy(\.isNumber) }.compactMap { pid in
+    let cmdline = readWholeFile("/proc/\(pid)/cmdline").replacingOccurrences(of: "\0", with: " ")
+    return cmdline.contains("shimd") && cmdline.contains(crisp.paths.runRoot) ? cmdline : nil
+  }
+}
+
+extension CrispInstance {
+  func createContainer(
+    podID: String, name: String, image: String, command: [String], labels: [String: String] = [:],
+    annotations: [String: String] = [:], user: String? = nil
+  ) async throws -> String {
+    var request = Runtime_V1_CreateContainerRequest()
+    request.podSandboxID = podID
+    request.config.metadata.name = name
+    request.config.image.image = image
+    request.config.command = command
+    request.config.labels = labels
+    request.config.annotations = annotations
+    request.config.logPath = name + ".log"
+    if let user { request.config.linux.securityContext.runAsUsername = user }
+    request.sandboxConfig = PodSandboxTests.podConfig()
+    return try await withRuntime { try await $0.createContainer(request) }.containerID
+  }
+
+  func startContainer(_ id: String) async throws {
+    var request = Runtime_V1_StartContainerRequest()
+    request.containerID = id
+    _ = try await withRuntime { try await $0.startContainer(request) }
+  }
+
+  func stopContainer(_ id: String, timeout: Int64) async throws {
+    var request = Runtime_V1_StopContainerRequest()
+    request.containerID = id
+    request.timeout = timeout
+    _ = try await withRuntime { try await $0.stopContainer(request) }
+  }
+
+  func removeContainer(_ id: String) async throws {
+    var request = Runtime_V1_RemoveContainerRequest()
+    request.containerID = id
+    _ = try await withRuntime { try await $0.removeContainer(request) }
+  }
+
+  func containerStatus(_ id: String) async throws -> Runtime_V1_ContainerStatusResponse {
+    var request = Runtime_V1_ContainerStatusRequest()
+    request.containerID = id
+    return try await withRuntime { try await $0.containerStatus(request) }
+  }
+
+  func listContainers(id: String = "", labels: [String: String] = [:]) async throws -> [Runtime_V1_Container] {
+    var request = Runtime_V1_ListContainersRequest()
+    request.filter.id = id
+    request.filter.labelSelector = labels
+    return try await withRuntime { try await $0.listContainers(request) }.containers
+  }
+
+  func execSync(_ id: String, _ command: [String], timeout: Int64 = 10) async throws -> Runtime_V1_ExecSyncResponse {
+    var request = Runtime_V1_ExecSyncRequest()
+    request.containerID = id
+    request.cmd = command
+    request.timeout = timeout
+    return try await withRuntime { try await $0.execSync(request) }
+  }
+}
