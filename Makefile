@@ -21,7 +21,7 @@ APT_PACKAGES := libnng-dev nng-utils libcap-dev libseccomp-dev libarchive-dev zl
 # PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
 PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
 
-.PHONY: all deps build release run test bench install uninstall generate format clean cni-config registries-config
+.PHONY: all deps build release run test bench install uninstall generate format clean cni-config registries-config seccomp-profile
 
 all: build
 
@@ -41,7 +41,7 @@ release: deps
 
 # Starts imaged, netd and cri-frontd in the foreground with $(CONFIG) (or the
 # defaults when it does not exist); Ctrl-C stops them all.
-run: release cni-config registries-config
+run: release cni-config registries-config seccomp-profile
 	deploy/crisp-run $(RELEASE_DIR) $(CONFIG)
 
 # Every test: unit, IPC between real processes, the daemons end to end over the CRI
@@ -55,7 +55,7 @@ bench: deps
 	$(SWIFT) build -c release
 	$(RELEASE_DIR)/crisp-bench --bin-dir $(RELEASE_DIR) $(if $(ONLY),--only $(ONLY))
 
-install: release cni-config registries-config
+install: release cni-config registries-config seccomp-profile
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)/etc/crisp $(DESTDIR)/etc/systemd/system $(DESTDIR)$(PREFIX)/share/doc/crisp
 	for d in $(DAEMONS) crispctl; do install -m 0755 $(RELEASE_DIR)/$$d $(DESTDIR)$(BINDIR)/$$d; done
 	install -m 0644 deploy/systemd/*.service deploy/systemd/*.target $(DESTDIR)/etc/systemd/system/
@@ -89,6 +89,16 @@ registries-config:
 	else \
 	  install -D -m 0644 deploy/registries.conf $(DESTDIR)$(REGISTRIES_CONF) && \
 	  echo "registries: installed $(REGISTRIES_CONF)"; \
+	fi
+
+# The RuntimeDefault seccomp profile containers get (frontd.seccomp_profile); an
+# operator's edited copy is never overwritten.
+seccomp-profile:
+	@if [ -e $(DESTDIR)/etc/crisp/seccomp.json ]; then \
+	  echo "seccomp: keeping /etc/crisp/seccomp.json"; \
+	else \
+	  install -D -m 0644 deploy/seccomp/default.json $(DESTDIR)/etc/crisp/seccomp.json && \
+	  echo "seccomp: installed /etc/crisp/seccomp.json"; \
 	fi
 
 # The default configuration file is what `cri-frontd config` prints; a test checks it.
