@@ -20,7 +20,7 @@ public final class IPCClient: Sendable {
   private let pipes: PipeCounter
 
   /// How long a call waits for a connection to a daemon that is not connected.
-  static let connectGraceMs: Int64 = 2_000
+  static let connectGraceMs: Int64 = 5_000
 
   /// Counts live connections (NNG pipes), so an error can tell "down" from "slow",
   /// and holds the receives waiting for an answer, so that a lost connection can
@@ -121,15 +121,9 @@ public final class IPCClient: Sendable {
   /// Sends raw bytes and returns the raw reply: for tests and debugging tools.
   public func roundTrip(_ bytes: [UInt8], method: String, timeoutMs: Int32) async throws(CrispError) -> [UInt8] {
     let start = MonotonicClock.milliseconds()
-    if !isConnected {
-      let grace = min(Int64(timeoutMs), Self.connectGraceMs)
-      while !isConnected && MonotonicClock.milliseconds() - start < grace {
-        try? await Task.sleep(for: .milliseconds(20))
-      }
-      if !isConnected {
-        throw CrispError(.unavailable, "\(peer) is not running: no connection to \(address) for \(method)")
-      }
-    }
+    // Not connected: the request waits in NNG for a connection, but only for a short
+    // grace (a daemon restarting), not for the whole deadline of a long call.
+    let sendTimeoutMs = isConnected ? timeoutMs : min(timeoutMs, Int32(Self.connectGraceMs))
     let ctx: NNGContext
     let aio: AsyncAIO
     do {
@@ -152,10 +146,10 @@ public final class IPCClient: Sendable {
       throw CrispError(.resourceExhausted, "cannot call \(peer): \(error)")
     }
     nng_aio_set_msg(aio.aio, message)
-    let sent = await aio.perform(timeoutMs: timeoutMs) { nng_ctx_send(ctx.raw, $0) }
+    let sent = await aio.perform(timeoutMs: sendTimeoutMs) { nng_ctx_send(ctx.raw, $0) }
     if sent != 0 {
       if let unsent = aio.takeMessage() { nng_msg_free(unsent) }
-      throw failure(sent, method: method, timeoutMs: timeoutMs)
+      throw failure(sent, method: method, timeoutMs: sendTimeoutMs)
     }
     let remaining = max(1, timeoutMs - Int32(clamping: MonotonicClock.milliseconds() - start))
     let waiting = pipes.track(aio.aio)

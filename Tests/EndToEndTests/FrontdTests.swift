@@ -94,10 +94,10 @@ import Testing
       try await crisp.startAll()
 
       let error = await #expect(throws: RPCError.self) {
-        _ = try await crisp.withRuntime { try await $0.listContainers(.init()) }
+        _ = try await crisp.withRuntime { try await $0.listContainerStats(.init()) }
       }
       #expect(error?.code == .unimplemented)
-      #expect(error?.message.contains("ListContainers") == true)
+      #expect(error?.message.contains("ListContainerStats") == true)
     }
   }
 

@@ -38,7 +38,10 @@ import Testing
       #expect(byType["NetworkReady"]?["status"] as? Bool == true)
       #expect((status.json["info"] as? [String: Any])?["netd"] != nil)
 
-      let unimplemented = try python(["--socket", crisp.criSocket, "list-containers"])
+      let containers = try python(["--socket", crisp.criSocket, "list-containers"])
+      #expect(containers.status == 0)
+
+      let unimplemented = try python(["--socket", crisp.criSocket, "list-container-stats"])
       #expect(unimplemented.status == 3)
       #expect(unimplemented.json["code"] as? String == "UNIMPLEMENTED")
     }

@@ -39,9 +39,7 @@ import Testing
   }
 
   @Test func aCapabilityListFromTheConfigIsWhatTheDaemonKeeps() async throws {
-    try await withCrisp(
-      extraConfig: "[imaged]\ncapabilities = [\"CAP_CHOWN\", \"CAP_FOWNER\"]\n"
-    ) { crisp in
+    try await withCrisp(imagedConfig: "capabilities = [\"CAP_CHOWN\", \"CAP_FOWNER\"]") { crisp in
       try crisp.start(.imaged)
       let client = try IPCClient(peer: "imaged", address: CrispPaths.ipcAddress(crisp.paths.imagedSocket))
       _ = try await client.call(Health.self)

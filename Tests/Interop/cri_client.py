@@ -38,7 +38,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--socket", required=True)
     parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("call", choices=["version", "status", "list-containers"])
+    parser.add_argument("call", choices=["version", "status", "list-containers", "list-container-stats"])
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
@@ -51,8 +51,10 @@ def main():
                     reply = runtime.Version(pb.VersionRequest(version="v1"), timeout=args.timeout)
                 elif args.call == "status":
                     reply = runtime.Status(pb.StatusRequest(verbose=args.verbose), timeout=args.timeout)
-                else:
+                elif args.call == "list-containers":
                     reply = runtime.ListContainers(pb.ListContainersRequest(), timeout=args.timeout)
+                else:
+                    reply = runtime.ListContainerStats(pb.ListContainerStatsRequest(), timeout=args.timeout)
             except grpc.RpcError as error:
                 print(json.dumps({"code": error.code().name, "details": error.details()}))
                 return 3
