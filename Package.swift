@@ -135,7 +135,7 @@ let package = Package(
     .executableTarget(
       name: "shimd",
       dependencies: [
-        "CrispCore", "CrispIPC", "CrispDaemon",
+        "CrispCore", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -172,6 +172,10 @@ let package = Package(
       name: "CrispLinuxTests",
       dependencies: ["CrispTestSupport", "CrispLinux", "CCrispSys"],
       path: "Tests/CrispLinuxTests"),
+    .testTarget(
+      name: "ShimdTests",
+      dependencies: ["CrispTestSupport", "CrispIPC", "CrispCore", "CNNG"],
+      path: "Tests/ShimdTests"),
     .testTarget(
       name: "SpecBuilderTests",
       dependencies: ["CrispTestSupport", "SpecBuilder", "CRIAPI", "CrispOCI", "CrispCore", "CrispIPC"],

@@ -63,4 +63,36 @@ int crisp_pin_namespaces(int kinds, const char *net_path, const char *ipc_path, 
 /// Detaches the mount pinning a namespace (idempotent: a file that is not mounted is fine).
 int crisp_unpin_namespace(const char *path);
 
+/// Detaches a supervisor from the process that launched it (shimd --daemonize). The
+/// caller must still be single-threaded (refused with EBUSY otherwise). Forks twice:
+/// the calling process never returns: it waits on a pipe for the detached process's
+/// report and exits 0 when the report starts with "ok", or 1 after copying the report
+/// (or, if the pipe closes empty, a note that the shim died) to stderr. Returns 0 in
+/// the detached grandchild (a new session and process group, not the launcher's
+/// child, stdio on /dev/null, umask 022, cwd "/", every other inherited descriptor
+/// closed) with the pipe's write end (close-on-exec) in *ready_fd. Returns -1 with
+/// errno in the calling process if it cannot fork.
+int crisp_daemonize(int *ready_fd);
+
+/// Blocks `signals` in the calling thread (call it before any thread starts, so every
+/// thread inherits the mask) and returns a non-blocking, close-on-exec signalfd for them.
+int crisp_signal_fd(const int *signals, int count);
+/// The next pending signal's number from a signalfd; -1 with errno EAGAIN when none.
+int crisp_read_signal(int fd);
+
+/// mallopt settings that keep a long-lived small process small: one arena, a fixed
+/// mmap threshold (64 KiB) and trim threshold (128 KiB).
+void crisp_malloc_small(void);
+/// Returns freed heap memory to the kernel (malloc_trim(0)).
+void crisp_malloc_trim(void);
+
+/// Gives back the pages of the calling thread's stack that lie more than 16 KiB below
+/// the caller's frame (touched once by deep calls, idle afterwards): for a thread
+/// that from now on only waits.
+void crisp_release_unused_stack(void);
+
+/// Receives one descriptor sent with SCM_RIGHTS on a connected unix socket (runc's
+/// --console-socket protocol); close-on-exec. Returns -1 with errno on failure.
+int crisp_recv_fd(int socket_fd);
+
 #endif

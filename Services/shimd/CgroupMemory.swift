@@ -1,0 +1,155 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The container's memory cgroup, read for OOM kills: cgroup v2 `memory.events`
+/// (`oom_kill`), cgroup v1 `memory.oom_control` (`oom_kill`, kernels since 4.13; on
+/// older ones `under_oom`, or a non-zero `memory.failcnt`, as a hint).
+struct CgroupMemory: Sendable, Equatable {
+  enum Version: Sendable, Equatable { case v1, v2 }
+
+  let directory: String
+  let version: Version
+
+  /// The OOM kills recorded so far; nil when the cgroup cannot be read (gone).
+  func oomKillCount() -> UInt64? {
+    switch version {
+    case .v2:
+      return Self.field("oom_kill", in: Files.text(directory + "/memory.events"))
+    case .v1:
+      let control = Files.text(directory + "/memory.oom_control")
+      if let count = Self.field("oom_kill", in: control) { return count }
+      // No oom_kill counter: an OOM condition or a hit limit is the best sign left.
+      if Self.field("under_oom", in: control) == 1 { return 1 }
+      if let failures = Self.field("failcnt", in: Files.text(directory + "/memory.failcnt").map { "failcnt " + $0 }),
+        failures > 0
+      {
+        return 1
+      }
+      return control == nil ? nil : 0
+    }
+  }
+
+  static func field(_ name: String, in text: String?) -> UInt64? {
+    guard let text else { return nil }
+    for line in text.split(separator: "\n") {
+      let parts = line.split(separator: " ")
+      if parts.count == 2, parts[0] == name { return UInt64(parts[1].trimmingSpaces) }
+    }
+    return nil
+  }
+
+  // MARK: finding the cgroup
+
+  /// The memory cgroup of a container whose spec says `cgroupsPath`, checked against
+  /// the cgroups of its running init (`/proc/<pid>/cgroup`), which wins when the spec's
+  /// path does not name an existing directory (a relative or empty cgroupsPath).
+  static func locate(cgroupsPath: String, initPid: Int32) -> CgroupMemory? {
+    guard let (version, mount) = memoryHierarchy() else { return nil }
+    if let relative = relativeDirectory(cgroupsPath: cgroupsPath) {
+      let directory = mount + relative
+      if Files.isDirectory(directory) { return CgroupMemory(directory: directory, version: version) }
+    }
+    if initPid > 0, let relative = processCgroup(pid: initPid, version: version) {
+      let directory = mount + relative
+      if Files.isDirectory(directory) { return CgroupMemory(directory: directory, version: version) }
+    }
+    return nil
+  }
+
+  /// The path below the memory hierarchy's mount that `cgroupsPath` names, as runc
+  /// reads it: `/a/b` as it is; `slice:prefix:name` (systemd) as
+  /// `<expanded slice>/<prefix>-<name>.scope`; a relative path below shimd's own
+  /// cgroup (runc runs as shimd's child). nil for an empty path.
+  static func relativeDirectory(cgroupsPath: String) -> String? {
+    guard !cgroupsPath.isEmpty else { return nil }
+    if isSystemdForm(cgroupsPath) {
+      let parts = cgroupsPath.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+      guard let slice = expandSlice(parts[0].isEmpty ? "system.slice" : parts[0]) else { return nil }
+      let unit = parts[2].hasSuffix(".slice") ? parts[2] : parts[1] + "-" + parts[2] + ".scope"
+      return (slice.isEmpty ? "" : "/" + slice) + "/" + unit
+    }
+    if cgroupsPath.hasPrefix("/") { return normalize(cgroupsPath) }
+    guard let hierarchy = memoryHierarchy(), let own = processCgroup(pid: getpid(), version: hierarchy.version)
+    else { return nil }
+    return normalize((own == "/" ? "" : own) + "/" + cgroupsPath)
+  }
+
+  /// `slice:prefix:name` with no slash: the form runc's systemd driver takes.
+  static func isSystemdForm(_ path: String) -> Bool {
+    !path.contains("/") && path.split(separator: ":", omittingEmptySubsequences: false).count == 3
+  }
+
+  /// systemd's slice naming: `a-b-c.slice` lives at `a.slice/a-b.slice/a-b-c.slice`;
+  /// `-.slice` is the root. nil for a name systemd would refuse.
+  static func expandSlice(_ slice: String) -> String? {
+    guard slice.hasSuffix(".slice"), !slice.contains("/") else { return nil }
+    if slice == "-.slice" { return "" }
+    let name = slice.dropLast(".slice".count)
+    guard !name.isEmpty, !name.hasPrefix("-"), !name.hasSuffix("-"), !name.contains("--") else { return nil }
+    var path = ""
+    var prefix = ""
+    for component in name.split(separator: "-") {
+      prefix += (prefix.isEmpty ? "" : "-") + component
+      path += (path.isEmpty ? "" : "/") + prefix + ".slice"
+    }
+    return path
+  }
+
+  /// Which hierarchy runc uses, and where it is mounted: the unified one when
+  /// /sys/fs/cgroup is cgroup2 (pure v2), else the v1 `memory` controller (also in
+  /// hybrid mode, where a v2 hierarchy is mounted beside the v1 ones).
+  static func memoryHierarchy() -> (version: Version, mount: String)? {
+    guard let mountinfo = Files.text("/proc/self/mountinfo") else { return nil }
+    var v1Memory: String? = nil
+    for line in mountinfo.split(separator: "\n") {
+      // id parent major:minor root mount-point options [optional…] - type source super-options
+      let fields = line.split(separator: " ")
+      guard let dash = fields.firstIndex(of: "-"), dash > 4, fields.count >= dash + 4 else { continue }
+      let mountPoint = ContainerBundle.unescapeMountPath(fields[4])
+      let type = fields[dash + 1]
+      if type == "cgroup2" && mountPoint == "/sys/fs/cgroup" { return (.v2, mountPoint) }
+      if type == "cgroup" && v1Memory == nil && fields[dash + 3].split(separator: ",").contains("memory") {
+        v1Memory = mountPoint
+      }
+    }
+    return v1Memory.map { (.v1, $0) }
+  }
+
+  /// A process's cgroup path in the memory hierarchy (`4:memory:/x` in v1, `0::/x` in v2).
+  static func processCgroup(pid: Int32, version: Version) -> String? {
+    guard let text = Files.text("/proc/\(pid)/cgroup") else { return nil }
+    for line in text.split(separator: "\n") {
+      let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+      guard parts.count == 3 else { continue }
+      switch version {
+      case .v2 where parts[0] == "0" && parts[1].isEmpty: return String(parts[2])
+      case .v1 where parts[1].split(separator: ",").contains("memory"): return String(parts[2])
+      default: continue
+      }
+    }
+    return nil
+  }
+
+  private static func normalize(_ path: String) -> String {
+    var parts: [Substring] = []
+    for part in path.split(separator: "/") {
+      if part == "." { continue }
+      if part == ".." {
+        if !parts.isEmpty { parts.removeLast() }
+        continue
+      }
+      parts.append(part)
+    }
+    return "/" + parts.joined(separator: "/")
+  }
+}
+
+extension Substring {
+  var trimmingSpaces: Substring {
+    var s = self
+    while let last = s.last, last == " " || last == "\n" || last == "\t" { s = s.dropLast() }
+    while let first = s.first, first == " " || first == "\t" { s = s.dropFirst() }
+    return s
+  }
+}

@@ -1,0 +1,156 @@
+import CrispCore
+import CrispIPC
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The OCI bundle frontd prepared: `config.json` (the runtime spec), `rootfs.json`
+/// (the overlay to mount at `rootfs/`). shimd adds `pid` (runc's pid file),
+/// `runc.log` (runc's own log during create), `exit.json` and `shimd.log`.
+struct ContainerBundle: Sendable {
+  let path: String
+  /// `config.json` as frontd wrote it: parsed again only for an exec, so that the
+  /// parsed tree does not stay in memory for the container's life.
+  let configBytes: [UInt8]
+  let cgroupsPath: String
+  /// `root.path`, absolute.
+  let rootfsPath: String
+  let wantsTerminal: Bool
+  /// The root filesystem to mount before `runc create`; nil when `rootfs.json` is
+  /// absent (the bundle's root is then used as it is).
+  let rootfsMount: RootfsMount?
+
+  init(path: String) throws(CrispError) {
+    self.path = path
+    configBytes = try Files.read(path + "/config.json")
+    let config = try Self.parse(configBytes, path: path + "/config.json")
+    cgroupsPath = config["linux"]?["cgroupsPath"]?.string ?? ""
+    let root = config["root"]?["path"]?.string ?? "rootfs"
+    rootfsPath = root.hasPrefix("/") ? root : path + "/" + root
+    wantsTerminal = config["process"]?["terminal"]?.bool ?? false
+    let rootfsFile = path + "/rootfs.json"
+    if Files.exists(rootfsFile) {
+      let bytes = try Files.read(rootfsFile)
+      do {
+        rootfsMount = try JSONDecoder().decode(RootfsMount.self, from: Data(bytes))
+      } catch {
+        throw CrispError(.invalidArgument, "\(rootfsFile) is not a RootfsMount: \(error)")
+      }
+    } else {
+      rootfsMount = nil
+    }
+  }
+
+  var pidFile: String { path + "/pid" }
+  var exitFile: String { path + "/exit.json" }
+  var runcLog: String { path + "/runc.log" }
+  var shimLog: String { path + "/shimd.log" }
+
+  private static func parse(_ bytes: [UInt8], path: String) throws(CrispError) -> JSONValue {
+    let config: JSONValue
+    do {
+      config = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+    } catch {
+      throw CrispError(.invalidArgument, "\(path) is not valid JSON: \(error)")
+    }
+    guard config.isObject, config["process"]?.isObject == true else {
+      throw CrispError(.invalidArgument, "\(path) has no process object")
+    }
+    return config
+  }
+
+  /// `slice:prefix:name`: runc must then be run with `--systemd-cgroup`.
+  var usesSystemdCgroup: Bool { CgroupMemory.isSystemdForm(cgroupsPath) }
+
+  /// The container's own `process` with `args` replaced and no terminal: what
+  /// `runc exec --process` runs for an ExecSync.
+  func execProcess(arguments: [String]) throws(CrispError) -> [UInt8] {
+    let config = try Self.parse(configBytes, path: path + "/config.json")
+    guard var process = config["process"] else { throw CrispError(.internal, "config.json has no process") }
+    process["args"] = .array(arguments.map(JSONValue.string))
+    process["terminal"] = .bool(false)
+    process["consoleSize"] = nil
+    do {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+      return Array(try encoder.encode(process))
+    } catch {
+      throw CrispError(.internal, "cannot encode the exec process: \(error)")
+    }
+  }
+
+  // MARK: root filesystem
+
+  /// Mounts `rootfs.json` at the root path (making the directory if needed). A mount
+  /// left there by an earlier shim that died is detached first.
+  func mountRootfs() throws(CrispError) {
+    guard let mount = rootfsMount else { return }
+    let target = rootfsPath
+    try makeDirectories(target, mode: 0o755)
+    if Self.isMountPoint(target) { _ = umount2(target, Int32(MNT_DETACH)) }
+    let type = mount.type.isEmpty ? "overlay" : mount.type
+    let source = mount.source.isEmpty ? type : mount.source
+    let data = mount.options.joined(separator: ",")
+    guard Glibc.mount(source, target, type, 0, data) == 0 else {
+      let reason = Files.errnoText()
+      throw CrispError(
+        .internal, "cannot mount the root filesystem (\(type) on \(target), options \(data)): \(reason)")
+    }
+  }
+
+  /// Unmounts the root filesystem; nothing mounted is fine.
+  func unmountRootfs() throws(CrispError) {
+    guard rootfsMount != nil else { return }
+    let target = rootfsPath
+    for _ in 0..<8 {
+      guard Self.isMountPoint(target) else { return }
+      if umount2(target, 0) != 0 {
+        let code = errno
+        if code == EINVAL || code == ENOENT { return }
+        if code == EBUSY {
+          guard umount2(target, Int32(MNT_DETACH)) == 0 else {
+            throw CrispError(.internal, "cannot unmount \(target): \(Files.errnoText())")
+          }
+        } else {
+          throw CrispError(.internal, "cannot unmount \(target): \(Files.errnoText(code))")
+        }
+      }
+    }
+  }
+
+  /// Whether `path` is the mount point of a mount in this mount namespace.
+  static func isMountPoint(_ path: String) -> Bool {
+    guard let mountinfo = Files.text("/proc/self/mountinfo") else { return false }
+    for line in mountinfo.split(separator: "\n") {
+      let fields = line.split(separator: " ", maxSplits: 5)
+      if fields.count > 4, unescapeMountPath(fields[4]) == path { return true }
+    }
+    return false
+  }
+
+  /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+  static func unescapeMountPath(_ field: Substring) -> String {
+    guard field.contains("\\") else { return String(field) }
+    var bytes: [UInt8] = []
+    let utf8 = Array(field.utf8)
+    var i = 0
+    while i < utf8.count {
+      if utf8[i] == UInt8(ascii: "\\"), i + 4 <= utf8.count,
+        let value = UInt8(String(decoding: utf8[(i + 1)..<(i + 4)], as: UTF8.self), radix: 8)
+      {
+        bytes.append(value)
+        i += 4
+      } else {
+        bytes.append(utf8[i])
+        i += 1
+      }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+  }
+}

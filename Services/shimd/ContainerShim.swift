@@ -1,0 +1,489 @@
+import CCrispSys
+import CrispCore
+import CrispIPC
+import CrispLinux
+import Logging
+import Synchronization
+
+#if canImport(FoundationEssentials)
+  import FoundationEssentials
+#else
+  import Foundation
+#endif
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One container's life as its shim sees it: created by `create`, started, stopped,
+/// exec'd into and deleted through IPC, its exit recorded by the monitor thread.
+final class ContainerShim: Sendable {
+  struct Settings: Sendable {
+    var id: String
+    var runRoot: String
+    var logPath: String
+    var tty: Bool
+    var stdin: Bool
+    var stdinOnce: Bool
+  }
+
+  private struct Record {
+    /// nil while `create` runs.
+    var phase: ShimContainerPhase?
+    var pid: Int32 = 0
+    var createdAt: Int64 = 0
+    var startedAt: Int64 = 0
+    var finishedAt: Int64 = 0
+    var exitCode: Int32 = 0
+    var oomKilled = false
+    var signal: Int32?
+    var starting = false
+    var memory: CgroupMemory?
+    var oomBaseline: UInt64 = 0
+    /// The write end of the container's stdin pipe (`--stdin` without a tty): kept
+    /// open so that the container does not read EOF; attach will write to it.
+    var stdinWriter: Int32 = -1
+    var exitWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+    var nextWaiter: UInt64 = 0
+    var execCount = 0
+  }
+
+  let settings: Settings
+  let bundle: ContainerBundle
+  let supervisor: Supervisor
+  let runc: Runc
+  let log: CRILogWriter
+  let events: IPCEventSender?
+  let logger: Logger
+  private let record = Mutex(Record())
+  private let onDeleted = Mutex<(@Sendable () -> Void)?>(nil)
+
+  /// How long `stop` and `delete` wait for the init to die after SIGKILL.
+  static let killWaitMs: Int64 = 10_000
+
+  init(
+    settings: Settings, bundle: ContainerBundle, supervisor: Supervisor, runc: Runc, log: CRILogWriter,
+    events: IPCEventSender?, logger: Logger
+  ) {
+    self.settings = settings
+    self.bundle = bundle
+    self.supervisor = supervisor
+    self.runc = runc
+    self.log = log
+    self.events = events
+    self.logger = logger
+  }
+
+  /// What runs once `shim.delete` has answered (closing the server, exiting).
+  func whenDeleted(_ action: @escaping @Sendable () -> Void) {
+    onDeleted.withLock { $0 = action }
+  }
+
+  var snapshot: ShimContainerState {
+    record.withLock { Self.snapshot($0) }
+  }
+
+  private static func snapshot(_ r: Record) -> ShimContainerState {
+    ShimContainerState(
+      state: r.phase ?? .created, pid: r.pid, createdAt: r.createdAt, startedAt: r.startedAt,
+      finishedAt: r.finishedAt, exitCode: r.exitCode, oomKilled: r.oomKilled, signal: r.signal)
+  }
+
+  private func currentPhase() throws(CrispError) -> ShimContainerPhase {
+    guard let phase = record.withLock({ $0.phase }) else {
+      throw CrispError(.unavailable, "container \(settings.id) is still being created")
+    }
+    return phase
+  }
+
+  // MARK: create
+
+  /// Mounts the root filesystem, wires the container's stdio, runs `runc create`
+  /// and reads the init's pid. On failure nothing is left behind (no mount, no runc
+  /// state).
+  func create() async throws(CrispError) {
+    try bundle.mountRootfs()
+    var toClose: [Int32] = []
+    defer { toClose.forEach { close($0) } }
+    do throws(CrispError) {
+      let null = try Files.openDevNull()
+      toClose.append(null)
+      var containerStdin = null
+      var stdout = null
+      var stderr = null
+      var console: ConsoleSocket? = nil
+      var readEnds: [(Int32, CRILogWriter.Stream)] = []
+
+      if settings.tty {
+        console = try ConsoleSocket(path: settings.runRoot + "/shims/.console-\(getpid()).sock")
+      } else {
+        let out = try ProcessControl.pipe()
+        toClose.append(out.write)
+        readEnds.append((out.read, .stdout))
+        let err = try ProcessControl.pipe()
+        toClose.append(err.write)
+        readEnds.append((err.read, .stderr))
+        stdout = out.write
+        stderr = err.write
+        if settings.stdin {
+          let input = try ProcessControl.pipe()
+          toClose.append(input.read)
+          containerStdin = input.read
+          record.withLock { $0.stdinWriter = input.write }
+        }
+      }
+      // From here the read ends belong to the monitor thread (it closes them at EOF).
+      for (fd, stream) in readEnds { supervisor.attach(fd, as: stream, log: log) }
+
+      _ = unlink(bundle.runcLog)
+      _ = unlink(bundle.pidFile)
+      var arguments = runc.globalArguments + [
+        "--log", bundle.runcLog, "--log-format", "json", "create", "--bundle", bundle.path, "--pid-file",
+        bundle.pidFile,
+      ]
+      if let console { arguments += ["--console-socket", console.path] }
+      arguments.append(settings.id)
+      // runc's stdio becomes the container's (without a tty); runc's own errors go to its log.
+      let pid = try supervisor.spawn(
+        runc.path, arguments, environment: Runc.environment, stdin: containerStdin, stdout: stdout, stderr: stderr)
+      toClose.forEach { close($0) }
+      toClose = []
+      let status = await supervisor.wait(pid)
+      guard status == 0 else {
+        let reason = Runc.errors(inLog: bundle.runcLog)
+        throw CrispError(
+          reason.contains("already exists") ? .alreadyExists : .internal,
+          "runc create failed (exit \(WaitStatus.exitCode(status))): \(reason.isEmpty ? "no error logged" : reason)")
+      }
+      let pidText = Files.text(bundle.pidFile) ?? ""
+      guard let initPid = Int32(pidText.trimmed(of: " \n")), initPid > 0 else {
+        throw CrispError(.internal, "runc create wrote no pid to \(bundle.pidFile)")
+      }
+      supervisor.watchContainer(pid: initPid)
+      if let console {
+        let master = try console.receiveMaster()
+        supervisor.attach(master, as: .stdout, log: log)
+      }
+      let memory = CgroupMemory.locate(cgroupsPath: bundle.cgroupsPath, initPid: initPid)
+      if memory == nil {
+        logger.warning("memory cgroup not found: OOM kills will not be detected", metadata: ["cgroupsPath": "\(bundle.cgroupsPath)"])
+      }
+      let baseline = memory?.oomKillCount() ?? 0
+      let now = WallClock.nowNanoseconds()
+      record.withLock { r in
+        r.pid = initPid
+        r.createdAt = now
+        r.memory = memory
+        r.oomBaseline = baseline
+        // The init cannot have been reported dead before the phase is set: the
+        // monitor reports only after watchContainer, and then under this lock.
+        if r.phase == nil { r.phase = .created }
+      }
+      logger.info("container created", metadata: ["pid": "\(initPid)", "cgroup": "\(memory?.directory ?? "?")"])
+    } catch {
+      await rollBackCreate()
+      throw error
+    }
+  }
+
+  private func rollBackCreate() async {
+    _ = try? await runc.run(["delete", "--force", settings.id], timeoutMs: 30_000)
+    do {
+      try bundle.unmountRootfs()
+    } catch {
+      logger.error("cannot unmount the root filesystem", metadata: ["error": "\(error)"])
+    }
+    record.withLock { r in
+      if r.stdinWriter >= 0 {
+        close(r.stdinWriter)
+        r.stdinWriter = -1
+      }
+    }
+  }
+
+  // MARK: exit (monitor thread)
+
+  /// The init exited and its output is drained: record the exit in `exit.json`, then
+  /// answer waiters and tell frontd.
+  func containerExited(status: Int32) {
+    let finishedAt = WallClock.nowNanoseconds()
+    let (memory, baseline) = record.withLock { ($0.memory, $0.oomBaseline) }
+    let oomKilled = (memory?.oomKillCount() ?? 0) > baseline
+    let exit = ContainerExitRecord(
+      exitCode: WaitStatus.exitCode(status), finishedAt: finishedAt, oomKilled: oomKilled,
+      signal: WaitStatus.signal(status))
+    do {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.sortedKeys]
+      try Files.writeAtomically(bundle.exitFile, Array(try encoder.encode(exit)) + [UInt8(ascii: "\n")])
+    } catch {
+      logger.error("cannot record the exit", metadata: ["error": "\(error)", "file": "\(bundle.exitFile)"])
+    }
+    let waiters = record.withLock { r -> [CheckedContinuation<Bool, Never>] in
+      r.phase = .exited
+      r.finishedAt = finishedAt
+      r.exitCode = exit.exitCode
+      r.oomKilled = oomKilled
+      r.signal = exit.signal
+      defer { r.exitWaiters = [:] }
+      return Array(r.exitWaiters.values)
+    }
+    waiters.forEach { $0.resume(returning: true) }
+    logger.info(
+      "container exited",
+      metadata: ["exitCode": "\(exit.exitCode)", "oomKilled": "\(oomKilled)", "signal": "\(exit.signal ?? 0)"])
+    send(
+      ContainerExitedEvent(
+        containerID: settings.id, exitCode: exit.exitCode, finishedAt: finishedAt, oomKilled: oomKilled))
+  }
+
+  /// Waits until the init has exited and its exit is recorded; false after `timeoutMs`.
+  func waitForExit(timeoutMs: Int64) async -> Bool {
+    let id = record.withLock { r -> UInt64 in
+      r.nextWaiter += 1
+      return r.nextWaiter
+    }
+    return await withCheckedContinuation { continuation in
+      let done = record.withLock { r -> Bool in
+        if r.phase == .exited { return true }
+        r.exitWaiters[id] = continuation
+        return false
+      }
+      if done {
+        continuation.resume(returning: true)
+        return
+      }
+      Task {
+        try? await Task.sleep(for: .milliseconds(timeoutMs))
+        self.record.withLock { $0.exitWaiters.removeValue(forKey: id) }?.resume(returning: false)
+      }
+    }
+  }
+
+  private func send<E: IPCEvent>(_ event: E) {
+    guard let events else { return }
+    let logger = logger
+    Task.detached {
+      do {
+        try await events.send(event, timeoutMs: 2_000)
+      } catch {
+        logger.debug("event not delivered", metadata: ["event": "\(E.name)", "error": "\(error)"])
+      }
+    }
+  }
+
+  // MARK: IPC
+
+  func start() async throws(CrispError) -> ShimContainerState {
+    let startedAt = WallClock.nowNanoseconds()
+    let refusal = record.withLock { r -> CrispError? in
+      guard let phase = r.phase else {
+        return CrispError(.unavailable, "container \(settings.id) is still being created")
+      }
+      guard phase == .created, !r.starting else {
+        return CrispError(
+          .failedPrecondition,
+          "container \(settings.id) is \(r.starting ? "being started" : phase.rawValue), not created")
+      }
+      r.starting = true
+      // Set before runc start: an init that exits at once must not finish before it started.
+      r.startedAt = startedAt
+      return nil
+    }
+    if let refusal { throw refusal }
+    let result: Runc.Result
+    do {
+      result = try await runc.run(["start", settings.id])
+    } catch {
+      record.withLock {
+        $0.starting = false
+        $0.startedAt = 0
+      }
+      throw error
+    }
+    guard result.succeeded else {
+      record.withLock {
+        $0.starting = false
+        $0.startedAt = 0
+      }
+      throw CrispError(
+        .internal, "runc start failed (exit \(result.exitCode)): \(Runc.trimmed(result.output))")
+    }
+    let state = record.withLock { r -> ShimContainerState in
+      r.starting = false
+      if r.phase == .created { r.phase = .running }
+      return Self.snapshot(r)
+    }
+    logger.info("container started")
+    send(ContainerStartedEvent(containerID: settings.id, pid: state.pid, startedAt: startedAt))
+    return state
+  }
+
+  func stop(_ request: ShimStop.Request) async throws(CrispError) -> ShimContainerState {
+    guard request.timeoutSeconds >= 0 else {
+      throw CrispError(.invalidArgument, "timeoutSeconds must not be negative, got \(request.timeoutSeconds)")
+    }
+    guard request.timeoutSeconds <= 365 * 24 * 3600 else {
+      throw CrispError(.invalidArgument, "timeoutSeconds \(request.timeoutSeconds) is more than a year")
+    }
+    let signal = try SignalName.parse(request.signal, field: "signal")
+    if try currentPhase() == .exited { return snapshot }
+
+    if request.timeoutSeconds > 0 && signal != SIGKILL {
+      await signalInit(signal)
+      if await waitForExit(timeoutMs: request.timeoutSeconds * 1000) { return snapshot }
+      logger.info("container still running after the stop timeout: killing it", metadata: ["timeoutSeconds": "\(request.timeoutSeconds)"])
+    }
+    try await killAll()
+    return snapshot
+  }
+
+  /// `runc kill <id> <signal>`; when runc cannot (it refuses a container whose
+  /// state it finds odd), kill(2) on the init, which is still our unreaped child.
+  private func signalInit(_ signal: Int32) async {
+    do {
+      let result = try await runc.run(["kill", settings.id, String(signal)], timeoutMs: 30_000)
+      if result.succeeded { return }
+      logger.warning("runc kill failed", metadata: ["output": "\(Runc.trimmed(result.output))"])
+    } catch {
+      logger.warning("runc kill failed", metadata: ["error": "\(error)"])
+    }
+    let (phase, pid) = record.withLock { ($0.phase, $0.pid) }
+    if phase != .exited && pid > 0 && !supervisor.containerReaped { kill(pid, signal) }
+  }
+
+  /// SIGKILL to every process of the container, then waits for the init's exit.
+  private func killAll() async throws(CrispError) {
+    if snapshot.state != .exited {
+      do {
+        let result = try await runc.run(["kill", "--all", settings.id, "KILL"], timeoutMs: 30_000)
+        if !result.succeeded {
+          logger.warning("runc kill --all failed", metadata: ["output": "\(Runc.trimmed(result.output))"])
+          let (phase, pid) = record.withLock { ($0.phase, $0.pid) }
+          if phase != .exited && pid > 0 && !supervisor.containerReaped { kill(pid, SIGKILL) }
+        }
+      } catch {
+        logger.warning("runc kill --all failed", metadata: ["error": "\(error)"])
+      }
+    }
+    guard await waitForExit(timeoutMs: Self.killWaitMs) else {
+      throw CrispError(
+        .deadlineExceeded, "container \(settings.id) did not exit within \(Self.killWaitMs) ms of SIGKILL")
+    }
+  }
+
+  func execSync(_ request: ShimExecSync.Request) async throws(CrispError) -> ShimExecSync.Response {
+    guard !request.command.isEmpty, !request.command[0].isEmpty else {
+      throw CrispError(.invalidArgument, "command must name a program to run, got \(request.command)")
+    }
+    guard request.timeoutSeconds >= 0 else {
+      throw CrispError(.invalidArgument, "timeoutSeconds must not be negative, got \(request.timeoutSeconds)")
+    }
+    guard request.timeoutSeconds <= 365 * 24 * 3600 else {
+      throw CrispError(.invalidArgument, "timeoutSeconds \(request.timeoutSeconds) is more than a year")
+    }
+    guard try currentPhase() == .running else {
+      throw CrispError(.failedPrecondition, "container \(settings.id) is not running")
+    }
+    let number = record.withLock { r -> Int in
+      r.execCount += 1
+      return r.execCount
+    }
+    let processFile = bundle.path + "/.exec-\(number).json"
+    let pidFile = bundle.path + "/.exec-\(number).pid"
+    defer {
+      unlink(processFile)
+      unlink(pidFile)
+      Self.trimMemorySoon()
+    }
+    try Files.writeAtomically(processFile, try bundle.execProcess(arguments: request.command), mode: 0o600)
+
+    let null = try Files.openDevNull()
+    defer { close(null) }
+    let out = try ProcessControl.pipe()
+    let err: (read: Int32, write: Int32)
+    do {
+      err = try ProcessControl.pipe()
+    } catch {
+      close(out.read)
+      close(out.write)
+      throw error
+    }
+    let pid: pid_t
+    do {
+      pid = try supervisor.spawn(
+        runc.path, runc.globalArguments + ["exec", "--process", processFile, "--pid-file", pidFile, settings.id],
+        environment: Runc.environment, stdin: null, stdout: out.write, stderr: err.write)
+    } catch {
+      [out.read, out.write, err.read, err.write].forEach { close($0) }
+      throw error
+    }
+    close(out.write)
+    close(err.write)
+    let supervisor = supervisor
+    let output = await OutputCollector.collect(
+      [out.read, err.read], process: supervisor.processFD(pid), limit: ShimExecSync.maxOutputBytes,
+      timeoutMs: request.timeoutSeconds > 0 ? request.timeoutSeconds * 1000 : nil, graceMs: 5_000
+    ) {
+      // The exec'd process leads a process group of its own (runc's init calls
+      // setsid): kill it and what it started; runc exec then exits.
+      var execPid: Int32 = 0
+      for _ in 0..<100 {
+        if let text = Files.text(pidFile), let value = Int32(text.trimmed(of: " \n")), value > 0 {
+          execPid = value
+          break
+        }
+        usleep(10_000)
+      }
+      if execPid > 0 {
+        kill(-execPid, SIGKILL)
+        kill(execPid, SIGKILL)
+      } else {
+        supervisor.kill(pid, SIGKILL, group: true)
+      }
+    }
+    if output.timedOut { supervisor.kill(pid, SIGKILL, group: true) }
+    let status = await supervisor.wait(pid)
+    let exitCode: Int32 = output.timedOut ? 128 + SIGKILL : WaitStatus.exitCode(status)
+    return ShimExecSync.Response(
+      exitCode: exitCode, stdout: Data(output.streams[0]).base64EncodedString(),
+      stderr: Data(output.streams[1]).base64EncodedString(), timedOut: output.timedOut,
+      stdoutTruncated: output.truncated[0], stderrTruncated: output.truncated[1])
+  }
+
+  /// Gives freed heap pages back once the reply (up to twice 16 MiB, base64 in
+  /// JSON) has been encoded and sent: glibc keeps them otherwise.
+  static func trimMemorySoon() {
+    Task.detached {
+      try? await Task.sleep(for: .milliseconds(500))
+      crisp_malloc_trim()
+    }
+  }
+
+  func reopenLog() throws(CrispError) {
+    guard try currentPhase() == .running else {
+      throw CrispError(.failedPrecondition, "container \(settings.id) is not running")
+    }
+    try log.reopen()
+    logger.info("log reopened", metadata: ["path": "\(log.path)"])
+  }
+
+  func delete() async throws(CrispError) -> ShimContainerState {
+    _ = try currentPhase()
+    try await killAll()
+    let result = try await runc.run(["delete", "--force", settings.id], timeoutMs: 30_000)
+    if !result.succeeded, try await runc.exists() {
+      throw CrispError(.internal, "runc delete failed (exit \(result.exitCode)): \(Runc.trimmed(result.output))")
+    }
+    try bundle.unmountRootfs()
+    let state = record.withLock { r -> ShimContainerState in
+      if r.stdinWriter >= 0 {
+        close(r.stdinWriter)
+        r.stdinWriter = -1
+      }
+      return Self.snapshot(r)
+    }
+    logger.info("container deleted; the shim exits")
+    if let action = onDeleted.withLock({ $0 }) { action() }
+    return state
+  }
+}
