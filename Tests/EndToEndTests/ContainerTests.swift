@@ -110,6 +110,60 @@ import Testing
     }
   }
 
+  @Test func securitySettingsAreSeenFromInside() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      try await crisp.pull("\(registry.address)/crisp/busybox:user")
+      // Privileged containers need a privileged pod.
+      try await crisp.removePod(podID)
+      var podConfig = PodSandboxTests.podConfig(name: "privileged")
+      podConfig.linux.securityContext.privileged = true
+      let podID = try await crisp.runPod(podConfig)
+      func run(_ name: String, image: String, _ configure: @escaping (inout Runtime_V1_CreateContainerRequest) -> Void)
+        async throws -> String
+      {
+        let id = try await crisp.createContainer(
+          podID: podID, name: name, image: image, command: ["sleep", "1000"], configure: configure)
+        try await crisp.startContainer(id)
+        return id
+      }
+      func exec(_ id: String, _ script: String) async throws -> (Int32, String) {
+        let result = try await crisp.execSync(id, ["sh", "-c", script])
+        return (result.exitCode, String(decoding: result.stdout + result.stderr, as: UTF8.self))
+      }
+
+      // Default capabilities (CRI-O's nine) against privileged (all of frontd's).
+      let plain = try await run("plain", image: image) { _ in }
+      let privileged = try await run("privileged", image: image) {
+        $0.config.linux.securityContext.privileged = true
+      }
+      let plainCaps = try await exec(plain, "grep CapEff /proc/self/status").1
+      let privilegedCaps = try await exec(privileged, "grep CapEff /proc/self/status").1
+      #expect(plainCaps.contains("00000000000005fb"), "\(plainCaps)")
+      #expect(plainCaps != privilegedCaps)
+
+      // RuntimeDefault seccomp refuses unshare (no CAP_SYS_ADMIN); Unconfined lets the
+      // privileged container do it.
+      #expect(try await exec(plain, "grep Seccomp: /proc/self/status").1.contains("2"))
+      #expect(try await exec(plain, "unshare -u true").0 != 0)
+      #expect(try await exec(privileged, "unshare -u true").0 == 0)
+
+      // A read-only root filesystem; the image's user, and run_as_user over it.
+      let readOnly = try await run("readonly", image: image) {
+        $0.config.linux.securityContext.readonlyRootfs = true
+      }
+      #expect(try await exec(readOnly, "touch /x").0 != 0)
+      #expect(try await exec(plain, "touch /x").0 == 0)
+      let user = try await run("user", image: "\(registry.address)/crisp/busybox:user") { _ in }
+      #expect(try await exec(user, "id -u").1 == "1234\n")
+      let uid = try await run("uid", image: image) { $0.config.linux.securityContext.runAsUser.value = 4321 }
+      #expect(try await exec(uid, "id -u").1 == "4321\n")
+      try await crisp.removePod(podID)
+      #expect(crisp.mounts().isEmpty, "mounts left: \(crisp.mounts())")
+    }
+  }
+
   @Test func badContainerRequests() async throws {
     try await withContainerRuntime { crisp, registry, podID in
       let image = "\(registry.address)/crisp/busybox:latest"
@@ -180,7 +234,8 @@ func shimProcesses(_ crisp: CrispInstance) -> [String] {
 extension CrispInstance {
   func createContainer(
     podID: String, name: String, image: String, command: [String], labels: [String: String] = [:],
-    annotations: [String: String] = [:], user: String? = nil
+    annotations: [String: String] = [:], user: String? = nil,
+    configure: (inout Runtime_V1_CreateContainerRequest) -> Void = { _ in }
   ) async throws -> String {
     var request = Runtime_V1_CreateContainerRequest()
     request.podSandboxID = podID
@@ -194,6 +249,7 @@ extension CrispInstance {
     request.config.linux.securityContext.namespaceOptions.pid = .container
     if let user { request.config.linux.securityContext.runAsUsername = user }
     request.sandboxConfig = PodSandboxTests.podConfig()
+    configure(&request)
     return try await withRuntime { try await $0.createContainer(request) }.containerID
   }
 
