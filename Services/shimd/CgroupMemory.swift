@@ -10,6 +10,8 @@ struct CgroupMemory: Sendable, Equatable {
 
   let directory: String
   let version: Version
+  /// The cgroup's path below each hierarchy's mount point.
+  let relative: String
 
   /// The OOM kills recorded so far; nil when the cgroup cannot be read (gone).
   func oomKillCount() -> UInt64? {
@@ -48,13 +50,52 @@ struct CgroupMemory: Sendable, Equatable {
     guard let (version, mount) = memoryHierarchy() else { return nil }
     if let relative = relativeDirectory(cgroupsPath: cgroupsPath) {
       let directory = mount + relative
-      if Files.isDirectory(directory) { return CgroupMemory(directory: directory, version: version) }
+      if Files.isDirectory(directory) {
+        return CgroupMemory(directory: directory, version: version, relative: relative)
+      }
     }
     if initPid > 0, let relative = processCgroup(pid: initPid, version: version) {
       let directory = mount + relative
-      if Files.isDirectory(directory) { return CgroupMemory(directory: directory, version: version) }
+      if Files.isDirectory(directory) {
+        return CgroupMemory(directory: directory, version: version, relative: relative)
+      }
     }
     return nil
+  }
+
+  /// Removes the container's cgroup from every hierarchy where it is still there
+  /// (runc delete removes them, but gives up on one that stays busy for a moment).
+  /// Returns the directories that could not be removed.
+  func removeLeftovers() -> [String] {
+    guard relative != "/", !relative.isEmpty else { return [] }
+    var mounts: [String] = []
+    if version == .v2 {
+      mounts = ["/sys/fs/cgroup"]
+    } else if let mountinfo = Files.text("/proc/self/mountinfo") {
+      for line in mountinfo.split(separator: "\n") {
+        let fields = line.split(separator: " ")
+        guard let dash = fields.firstIndex(of: "-"), dash > 4, fields.count > dash + 1,
+          fields[dash + 1] == "cgroup" || fields[dash + 1] == "cgroup2"
+        else { continue }
+        mounts.append(ContainerBundle.unescapeMountPath(fields[4]))
+      }
+    }
+    var left: [String] = []
+    for mount in mounts {
+      let path = mount + relative
+      var removed = !Files.isDirectory(path)
+      for _ in 0..<20 where !removed {
+        if rmdir(path) == 0 || errno == ENOENT {
+          removed = true
+        } else if errno == EBUSY {
+          usleep(50_000)
+        } else {
+          break
+        }
+      }
+      if !removed { left.append(path) }
+    }
+    return left
   }
 
   /// The path below the memory hierarchy's mount that `cgroupsPath` names, as runc

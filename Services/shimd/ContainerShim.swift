@@ -59,6 +59,8 @@ final class ContainerShim: Sendable {
 
   /// How long `stop` and `delete` wait for the init to die after SIGKILL.
   static let killWaitMs: Int64 = 10_000
+  /// How long `runc create` may take before it is killed.
+  static let createTimeoutSeconds = 120
 
   init(
     settings: Settings, bundle: ContainerBundle, supervisor: Supervisor, runc: Runc, log: CRILogWriter,
@@ -147,7 +149,13 @@ final class ContainerShim: Sendable {
         runc.path, arguments, environment: Runc.environment, stdin: containerStdin, stdout: stdout, stderr: stderr)
       toClose.forEach { close($0) }
       toClose = []
+      // A runc that hangs must not keep the launcher (and frontd) waiting for ever.
+      let watchdog = Task { [supervisor] in
+        try? await Task.sleep(for: .seconds(Self.createTimeoutSeconds))
+        if !Task.isCancelled { supervisor.kill(pid, SIGKILL, group: true) }
+      }
       let status = await supervisor.wait(pid)
+      watchdog.cancel()
       guard status == 0 else {
         let reason = Runc.errors(inLog: bundle.runcLog)
         throw CrispError(
@@ -174,8 +182,7 @@ final class ContainerShim: Sendable {
         r.createdAt = now
         r.memory = memory
         r.oomBaseline = baseline
-        // The init cannot have been reported dead before the phase is set: the
-        // monitor reports only after watchContainer, and then under this lock.
+        // An init that already died has been reported (phase exited): keep that.
         if r.phase == nil { r.phase = .created }
       }
       logger.info("container created", metadata: ["pid": "\(initPid)", "cgroup": "\(memory?.directory ?? "?")"])
@@ -471,8 +478,15 @@ final class ContainerShim: Sendable {
     _ = try currentPhase()
     try await killAll()
     let result = try await runc.run(["delete", "--force", settings.id], timeoutMs: 30_000)
-    if !result.succeeded, try await runc.exists() {
-      throw CrispError(.internal, "runc delete failed (exit \(result.exitCode)): \(Runc.trimmed(result.output))")
+    if !result.succeeded {
+      if try await runc.exists() {
+        throw CrispError(.internal, "runc delete failed (exit \(result.exitCode)): \(Runc.trimmed(result.output))")
+      }
+      logger.warning("runc delete reported an error", metadata: ["output": "\(Runc.trimmed(result.output))"])
+    }
+    if let memory = record.withLock({ $0.memory }) {
+      let left = memory.removeLeftovers()
+      if !left.isEmpty { logger.warning("cgroups left behind", metadata: ["paths": "\(left)"]) }
     }
     try bundle.unmountRootfs()
     let state = record.withLock { r -> ShimContainerState in
@@ -483,7 +497,12 @@ final class ContainerShim: Sendable {
       return Self.snapshot(r)
     }
     logger.info("container deleted; the shim exits")
-    if let action = onDeleted.withLock({ $0 }) { action() }
+    // Once: a second delete (a retry) answers the same and does not exit twice.
+    let action = onDeleted.withLock { current -> (@Sendable () -> Void)? in
+      defer { current = nil }
+      return current
+    }
+    action?()
     return state
   }
 }

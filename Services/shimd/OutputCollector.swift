@@ -11,6 +11,9 @@ import Dispatch
 /// still holds are abandoned), or a deadline passes (then `onTimeout` runs and
 /// reading goes on for a grace period).
 struct OutputCollector {
+  /// How long pipes are still read after the process exited.
+  static let drainMs: Int64 = 1_000
+
   struct Output: Sendable {
     var streams: [[UInt8]]
     var truncated: [Bool]
@@ -43,6 +46,7 @@ struct OutputCollector {
     let processFD = process.fd
     var processExited = process.exited
     var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+    var drainUntil: Int64? = nil
     defer {
       for (i, fd) in fds.enumerated() where open[i] { close(fd) }
       if processFD >= 0 { close(processFD) }
@@ -61,6 +65,10 @@ struct OutputCollector {
       }
       var wait: Int32 = -1
       if processExited {
+        // Read what the process left in the pipes; a descendant that goes on
+        // writing is cut off after a while.
+        if drainUntil == nil { drainUntil = MonotonicClock.milliseconds() + Self.drainMs }
+        if MonotonicClock.milliseconds() >= drainUntil! { break }
         wait = 0
       } else if let deadline {
         wait = Int32(clamping: max(0, deadline - MonotonicClock.milliseconds()))

@@ -20,7 +20,7 @@ final class ShimFixture: @unchecked Sendable {
   let logPath: String
   let cgroupName: String
   let tty: Bool
-  var shimProcess: Process?
+  var shimProcess: Child?
   private var client: IPCClient?
 
   var address: String { "ipc://\(runRoot)/shims/\(id).ipc" }
@@ -54,7 +54,7 @@ final class ShimFixture: @unchecked Sendable {
     try fm.createDirectory(atPath: dir + "/work", withIntermediateDirectories: true)
     try fm.createDirectory(atPath: bundle, withIntermediateDirectories: true)
     try fm.copyItem(atPath: "/bin/busybox", toPath: lower + "/bin/busybox")
-    let applets = try runProgram("/bin/busybox", ["--list"])
+    let applets = try Child.run("/bin/busybox", ["--list"])
     for applet in applets.output.split(separator: "\n") where applet != "busybox" && !applet.contains("/") {
       try fm.createSymbolicLink(atPath: lower + "/bin/" + applet, withDestinationPath: "busybox")
     }
@@ -63,7 +63,7 @@ final class ShimFixture: @unchecked Sendable {
     }
     try "crisp-test\n".write(toFile: lower + "/etc/hostname", atomically: true, encoding: .utf8)
 
-    let spec = try runProgram(Self.runc, ["spec", "--bundle", bundle])
+    let spec = try Child.run(Self.runc, ["spec", "--bundle", bundle])
     guard spec.status == 0 else { throw FixtureError("runc spec failed: \(spec.output)") }
     let configPath = bundle + "/config.json"
     var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as! [String: Any]
@@ -99,19 +99,26 @@ final class ShimFixture: @unchecked Sendable {
     return args + extra
   }
 
-  /// Starts the shim in the foreground (a child of the test) and waits until it serves.
+  /// Starts the shim in the foreground (a child of the test) and waits until it
+  /// serves (its socket is bound before `runc create`, served after).
   func startShim(events: String = "") async throws {
-    let process = try startBinary("shimd", arguments(events: events))
+    // Its own log goes to a file: a shim left behind must not hold the test's output open.
+    let logFD = open(dir + "/shimd.out", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+    defer { close(logFD) }
+    let process = try Child.spawn(binaryPath("shimd"), arguments(events: events), output: logFD)
     shimProcess = process
-    try await waitUntil("shimd serves \(address)", timeout: .seconds(20)) {
-      guard process.isRunning else { throw FixtureError("shimd exited with \(process.terminationStatus)") }
+    try await waitUntil("shimd binds \(address)", timeout: .seconds(20)) {
+      guard process.isRunning else {
+        throw FixtureError("shimd exited with \(process.exitCode ?? -1): \(readWholeFile(dir + "/shimd.out"))")
+      }
       return FileManager.default.fileExists(atPath: "\(runRoot)/shims/\(id).ipc")
     }
+    _ = try await state()
   }
 
   /// Runs `shimd --daemonize` to completion: the launcher's status and output.
   func daemonize(events: String = "", timeout: TimeInterval = 30) throws -> (status: Int32, output: String) {
-    try runProgram(binaryPath("shimd"), arguments(daemonize: true, events: events), timeout: timeout)
+    try Child.run(binaryPath("shimd"), arguments(daemonize: true, events: events), timeout: timeout)
   }
 
   func connect() throws -> IPCClient {
@@ -137,7 +144,7 @@ final class ShimFixture: @unchecked Sendable {
   func readLog(_ path: String? = nil) -> String { readWholeFile(path ?? logPath) }
 
   func runcState() -> String? {
-    guard let result = try? runProgram(Self.runc, ["--root", runtimeRoot, "state", id]), result.status == 0 else {
+    guard let result = try? Child.run(Self.runc, ["--root", runtimeRoot, "state", id]), result.status == 0 else {
       return nil
     }
     return result.output
@@ -156,16 +163,25 @@ final class ShimFixture: @unchecked Sendable {
     return procs.split(separator: "\n").compactMap { Int32($0) }
   }
 
+  /// Waits until the container runs `arguments` (then sh has run what came before:
+  /// a trap is set).
+  func waitForProcess(_ arguments: [String], timeout: Duration = .seconds(10)) async throws {
+    try await waitUntil("the container runs \(arguments.joined(separator: " "))", timeout: timeout) {
+      let inContainer = Set(containerProcesses())
+      return processes(withCommandLine: arguments).contains { inContainer.contains($0) }
+    }
+  }
+
   /// Kills and removes everything this container may have left: the shim, the
   /// container's processes, its runc state, its mount, its cgroups, its files.
   func cleanUp() {
     client?.close()
     client = nil
     for pid in shimPIDs() { kill(pid, SIGKILL) }
-    shimProcess?.killIfRunning()
+    shimProcess?.killAndWait()
     if FileManager.default.fileExists(atPath: runtimeRoot + "/" + id) {
-      _ = try? runProgram(Self.runc, ["--root", runtimeRoot, "kill", "--all", id, "KILL"], timeout: 10)
-      _ = try? runProgram(Self.runc, ["--root", runtimeRoot, "delete", "--force", id], timeout: 10)
+      _ = try? Child.run(Self.runc, ["--root", runtimeRoot, "kill", "--all", id, "KILL"], timeout: 10)
+      _ = try? Child.run(Self.runc, ["--root", runtimeRoot, "delete", "--force", id], timeout: 10)
     }
     for pid in containerProcesses() { kill(pid, SIGKILL) }
     for _ in 0..<50 where rootfsMounted {
