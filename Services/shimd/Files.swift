@@ -1,4 +1,5 @@
 import CrispCore
+import CrispLinux
 
 #if canImport(Glibc)
   import Glibc
@@ -47,16 +48,7 @@ enum Files {
   }
 
   static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
-    var offset = 0
-    while offset < bytes.count {
-      let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-      if n < 0 {
-        if errno == EINTR { continue }
-        return false
-      }
-      offset += n
-    }
-    return true
+    ProcessControl.writeAll(fd, bytes)
   }
 
   /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it over

@@ -62,19 +62,8 @@ public struct ContainerSeccompProfile: Codable, Sendable, Equatable {
     }
   }
 
-  public struct Arg: Codable, Sendable, Equatable {
-    public var index: UInt32
-    public var value: UInt64
-    public var valueTwo: UInt64?
-    public var op: String
-
-    public init(index: UInt32, value: UInt64, valueTwo: UInt64? = nil, op: String) {
-      self.index = index
-      self.value = value
-      self.valueTwo = valueTwo
-      self.op = op
-    }
-  }
+  /// Same fields as the runtime spec's: the profile's args go into config.json as they are.
+  public typealias Arg = RuntimeSpec.LinuxSeccompArg
 
   public init(
     defaultAction: String, defaultErrnoRet: UInt32? = nil, architectures: [String]? = nil,
@@ -176,9 +165,7 @@ public struct ContainerSeccompProfile: Codable, Sendable, Equatable {
     let rules: [RuntimeSpec.LinuxSyscall] = (syscalls ?? []).filter(applies).compactMap { rule in
       let names = rule.names ?? rule.name.map { [$0] } ?? []
       guard !names.isEmpty else { return nil }
-      let args = (rule.args ?? []).map {
-        RuntimeSpec.LinuxSeccompArg(index: $0.index, value: $0.value, valueTwo: $0.valueTwo, op: $0.op)
-      }
+      let args = rule.args ?? []
       return RuntimeSpec.LinuxSyscall(
         names: names, action: rule.action, errnoRet: rule.errnoRet, args: args.isEmpty ? nil : args)
     }

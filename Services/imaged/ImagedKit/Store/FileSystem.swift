@@ -1,4 +1,5 @@
 import CrispCore
+import CrispLinux
 import Glibc
 
 /// The few file operations the stores need, on raw system calls with errors that
@@ -48,16 +49,7 @@ enum FileSystem {
 
   @discardableResult
   static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
-    var offset = 0
-    while offset < bytes.count {
-      let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-      if n < 0 {
-        if errno == EINTR { continue }
-        return false
-      }
-      offset += n
-    }
-    return true
+    ProcessControl.writeAll(fd, bytes)
   }
 
   /// Removes a tree without following symlinks; a missing path is not an error.
