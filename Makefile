@@ -127,7 +127,7 @@ generate: deps
 
 format:
 	$(SWIFT) format --in-place --recursive --configuration .swift-format Package.swift Services Shared/CrispCore Shared/CrispConfig \
-	  Shared/CrispIPC Shared/CrispLinux Shared/CrispDaemon Tests bench
+	  Shared/CrispIPC Shared/CrispLinux Shared/CrispDaemon Shared/CrispOCI Shared/CrispStorage Tests bench
 
 clean:
 	rm -rf .build $(PLUGIN_DIR)

@@ -138,10 +138,11 @@ final class ContainerShim: Sendable {
 
       _ = unlink(bundle.runcLog)
       _ = unlink(bundle.pidFile)
-      var arguments = runc.globalArguments + [
-        "--log", bundle.runcLog, "--log-format", "json", "create", "--bundle", bundle.path, "--pid-file",
-        bundle.pidFile,
-      ]
+      var arguments =
+        runc.globalArguments + [
+          "--log", bundle.runcLog, "--log-format", "json", "create", "--bundle", bundle.path, "--pid-file",
+          bundle.pidFile,
+        ]
       if let console { arguments += ["--console-socket", console.path] }
       arguments.append(settings.id)
       // runc's stdio becomes the container's (without a tty); runc's own errors go to its log.
@@ -173,7 +174,8 @@ final class ContainerShim: Sendable {
       }
       let memory = CgroupMemory.locate(cgroupsPath: bundle.cgroupsPath, initPid: initPid)
       if memory == nil {
-        logger.warning("memory cgroup not found: OOM kills will not be detected", metadata: ["cgroupsPath": "\(bundle.cgroupsPath)"])
+        logger.warning(
+          "memory cgroup not found: OOM kills will not be detected", metadata: ["cgroupsPath": "\(bundle.cgroupsPath)"])
       }
       let baseline = memory?.oomKillCount() ?? 0
       let now = WallClock.nowNanoseconds()
@@ -338,7 +340,9 @@ final class ContainerShim: Sendable {
     if request.timeoutSeconds > 0 && signal != SIGKILL {
       await signalInit(signal)
       if await waitForExit(timeoutMs: request.timeoutSeconds * 1000) { return snapshot }
-      logger.info("container still running after the stop timeout: killing it", metadata: ["timeoutSeconds": "\(request.timeoutSeconds)"])
+      logger.info(
+        "container still running after the stop timeout: killing it",
+        metadata: ["timeoutSeconds": "\(request.timeoutSeconds)"])
     }
     try await killAll()
     return snapshot

@@ -38,7 +38,9 @@ struct OutputCollector {
     _ fds: [Int32], process: (fd: Int32, exited: Bool), limit: Int, timeoutMs: Int64?, graceMs: Int64,
     onTimeout: () -> Void
   ) -> Output {
-    var output = Output(streams: Array(repeating: [], count: fds.count), truncated: Array(repeating: false, count: fds.count), timedOut: false)
+    var output = Output(
+      streams: Array(repeating: [], count: fds.count), truncated: Array(repeating: false, count: fds.count),
+      timedOut: false)
     var open = Array(repeating: true, count: fds.count)
     for fd in fds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
     let start = MonotonicClock.milliseconds()

@@ -111,4 +111,3 @@ struct Runc: Sendable {
     return messages.joined(separator: "; ")
   }
 }
-

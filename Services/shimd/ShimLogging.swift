@@ -30,7 +30,11 @@ struct ShimLogHandler: LogHandler {
     for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
       let string = value.description
       let plain = !string.isEmpty && !string.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\n" })
-      text += " \(key)=" + (plain ? string : "\"" + string.replacingAll("\\", "\\\\").replacingAll("\"", "\\\"").replacingAll("\n", "\\n") + "\"")
+      text +=
+        " \(key)="
+        + (plain
+          ? string
+          : "\"" + string.replacingAll("\\", "\\\\").replacingAll("\"", "\\\"").replacingAll("\n", "\\n") + "\"")
     }
     line += text.utf8
     line.append(UInt8(ascii: "\n"))

@@ -37,7 +37,7 @@ enum SignalName {
       let rest = name.dropFirst(5)
       var offset: Int32 = 0
       if !rest.isEmpty {
-        guard let value = Int32(rest), (rest.first == "+" || rest.first == "-") else {
+        guard let value = Int32(rest), rest.first == "+" || rest.first == "-" else {
           throw CrispError(.invalidArgument, "\(field): unknown signal \"\(text)\"")
         }
         offset = value

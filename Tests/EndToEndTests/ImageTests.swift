@@ -144,7 +144,8 @@ import Testing
         var device = stat()
         #expect(lstat(target + "/dev-null-ish", &device) == 0 && device.st_mode & S_IFMT == S_IFCHR)
         let xattr = try runProgram(
-          "/usr/bin/python3", ["-c", "import os,sys; print(os.getxattr(sys.argv[1], 'user.crisp').decode())", target + "/xattr"])
+          "/usr/bin/python3",
+          ["-c", "import os,sys; print(os.getxattr(sys.argv[1], 'user.crisp').decode())", target + "/xattr"])
         #expect(xattr.output.trimmingCharacters(in: .whitespacesAndNewlines) == "yes", "xattr: \(xattr.output)")
 
         // A container's changes land in its own upper dir, not in the shared layers.

@@ -15,7 +15,9 @@ import Testing
 
   @Test func bearerChallengeIsParsed() {
     let challenge = AuthChallenge(
-      header: #"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push""#)
+      header:
+        #"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push""#
+    )
     #expect(challenge.scheme == "bearer")
     #expect(challenge.parameters["realm"] == "https://auth.example.com/token")
     #expect(challenge.parameters["service"] == "registry.example.com")

@@ -66,7 +66,8 @@ final class ShimFixture: @unchecked Sendable {
     let spec = try Child.run(Self.runc, ["spec", "--bundle", bundle])
     guard spec.status == 0 else { throw FixtureError("runc spec failed: \(spec.output)") }
     let configPath = bundle + "/config.json"
-    var config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as! [String: Any]
+    var config =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as! [String: Any]
     var process = config["process"] as! [String: Any]
     process["args"] = ["sh", "-c", script]
     process["terminal"] = tty
@@ -158,7 +159,8 @@ final class ShimFixture: @unchecked Sendable {
 
   /// Processes whose memory cgroup is the container's.
   func containerProcesses() -> [Int32] {
-    let procs = readWholeFile("/sys/fs/cgroup/memory/\(cgroupName)/cgroup.procs")
+    let procs =
+      readWholeFile("/sys/fs/cgroup/memory/\(cgroupName)/cgroup.procs")
       + readWholeFile("/sys/fs/cgroup/\(cgroupName)/cgroup.procs")
     return procs.split(separator: "\n").compactMap { Int32($0) }
   }

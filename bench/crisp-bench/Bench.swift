@@ -1,9 +1,9 @@
 import ArgumentParser
 import CNNG
 import CRIAPI
-import CrispTestSupport
 import CrispCore
 import CrispIPC
+import CrispTestSupport
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -51,7 +51,8 @@ struct Bench: AsyncParsableCommand {
     if let registry {
       let pull = try await PullBench.run(instance: instance, registry: registry, rounds: pullRounds)
       let mb = Double(pull.compressedBytes) / 1e6
-      print("\nImage pull (s), \(pull.layers) layers, \(String(format: "%.1f", mb)) MB compressed, \(pullRounds) rounds")
+      print(
+        "\nImage pull (s), \(pull.layers) layers, \(String(format: "%.1f", mb)) MB compressed, \(pullRounds) rounds")
       print(row(["figure", "median", "min", "max"], widths: [52, 9, 9, 9]))
       for (label, values) in [
         ("crisp PullImage (download+verify+unpack, pipelined)", pull.crisp),
@@ -61,8 +62,10 @@ struct Bench: AsyncParsableCommand {
         let sorted = values.sorted()
         print(
           row(
-            [label, String(format: "%.2f", sorted[sorted.count / 2]), String(format: "%.2f", sorted.first!),
-              String(format: "%.2f", sorted.last!)], widths: [52, 9, 9, 9]))
+            [
+              label, String(format: "%.2f", sorted[sorted.count / 2]), String(format: "%.2f", sorted.first!),
+              String(format: "%.2f", sorted.last!),
+            ], widths: [52, 9, 9, 9]))
       }
       let median = { (values: [Double]) in values.sorted()[values.count / 2] }
       let floors = median(pull.skopeo) + median(pull.umoci)

@@ -81,9 +81,12 @@ extension RuntimeService {
 
   func specOptions() throws(CrispError) -> SpecOptions {
     let profile = try ContainerSeccompProfile.load(path: runtime.config.frontd.seccompProfile)
-    let ownOOM = Int(readWholeFileOrEmpty("/proc/self/oom_score_adj").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    let ownOOM =
+      Int(readWholeFileOrEmpty("/proc/self/oom_score_adj").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     let permitted = readWholeFileOrEmpty("/proc/self/status").split(separator: "\n")
-      .first { $0.hasPrefix("CapPrm:") }.flatMap { UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16) }
+      .first { $0.hasPrefix("CapPrm:") }.flatMap {
+        UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
+      }
     return SpecOptions(
       cgroupDriver: runtime.config.frontd.cgroupDriver == "systemd" ? .systemd : .cgroupfs,
       cgroup: CgroupFeatures.detect(),
@@ -146,7 +149,8 @@ extension RuntimeService {
     guard output.status == 0 else {
       let reason = String(decoding: output.stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
       throw CrispError(
-        .internal, "container \(id) could not be created: " + (reason.isEmpty ? "shimd exited with \(output.status)" : reason))
+        .internal,
+        "container \(id) could not be created: " + (reason.isEmpty ? "shimd exited with \(output.status)" : reason))
     }
   }
 

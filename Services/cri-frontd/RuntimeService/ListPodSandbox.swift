@@ -15,7 +15,9 @@ extension RuntimeService {
         let state: Runtime_V1_PodSandboxState = pod.state == .ready ? .sandboxReady : .sandboxNotready
         if let filter, filter.hasState, filter.state.state != state { continue }
         let config = try Self.decodePodConfig(pod)
-        if let selector = filter?.labelSelector, !selector.allSatisfy({ config.labels[$0.key] == $0.value }) { continue }
+        if let selector = filter?.labelSelector, !selector.allSatisfy({ config.labels[$0.key] == $0.value }) {
+          continue
+        }
         var item = Runtime_V1_PodSandbox()
         item.id = pod.id
         item.metadata = config.metadata

@@ -21,7 +21,7 @@ extension RuntimeService {
     if let shim = runtime.shims.client(record.id) {
       do throws(CrispError) {
         _ = try await shim.call(ShimDelete.self, Empty(), timeoutMs: 60_000)
-      } catch where error.code == .unavailable {
+      } catch  where error.code == .unavailable {
         // The shim exited while answering: its work was done.
       }
       runtime.shims.forget(record.id)

@@ -45,7 +45,8 @@ extension RuntimeService {
       var pod = PodRecord(
         id: newRuntimeID(), name: metadata.name, namespace: metadata.namespace, uid: metadata.uid,
         attempt: metadata.attempt, state: .creating, createdAt: WallClock.nowNanoseconds(),
-        config: try Self.encode(config), runtimeHandler: request.runtimeHandler.isEmpty ? "runc" : request.runtimeHandler,
+        config: try Self.encode(config),
+        runtimeHandler: request.runtimeHandler.isEmpty ? "runc" : request.runtimeHandler,
         ips: [], netns: "", ipcns: "", utsns: "")
       try runtime.store.insertPod(pod)
       return try await runtime.withPodLock(pod.id) { () async throws(CrispError) in
@@ -62,7 +63,8 @@ extension RuntimeService {
             },
             dns: config.hasDnsConfig
               ? DNSSettings(
-                servers: config.dnsConfig.servers, searches: config.dnsConfig.searches, options: config.dnsConfig.options)
+                servers: config.dnsConfig.servers, searches: config.dnsConfig.searches,
+                options: config.dnsConfig.options)
               : nil)
           let network = try await peers.netd.call(PodNetworkSetup.self, setup, timeoutMs: runtime.networkTimeoutMs)
           pod.ips = network.ips
@@ -75,7 +77,8 @@ extension RuntimeService {
           pod.state = .ready
           try runtime.store.updatePod(pod)
         } catch {
-          logger.warning("pod sandbox creation failed, undoing it", metadata: ["pod": "\(pod.id)", "error": "\(error)"])
+          logger.warning(
+            "pod sandbox creation failed, undoing it", metadata: ["pod": "\(pod.id)", "error": "\(error)"])
           _ = try? await peers.netd.call(
             PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: runtime.networkTimeoutMs)
           PodFiles.remove(directory)

@@ -1,6 +1,6 @@
-import Foundation
 import CrispCore
 import CrispStorage
+import Foundation
 import GRDB
 
 /// One pod sandbox as frontd records it. `config` is the CRI PodSandboxConfig in
@@ -94,7 +94,9 @@ final class MetadataStore: Sendable {
   // MARK: Meta
 
   func value(_ key: String) throws(CrispError) -> String? {
-    try read("read \(key)") { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
+    try read("read \(key)") { db in
+      try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])
+    }
   }
 
   func setValue(_ value: String, for key: String) throws(CrispError) {
@@ -139,13 +141,16 @@ final class MetadataStore: Sendable {
   }
 
   func pod(_ id: String) throws(CrispError) -> PodRecord? {
-    try read("read pod") { db in try Row.fetchOne(db, sql: "SELECT * FROM pods WHERE id = ?", arguments: [id]).map(Self.pod) }
+    try read("read pod") { db in
+      try Row.fetchOne(db, sql: "SELECT * FROM pods WHERE id = ?", arguments: [id]).map(Self.pod)
+    }
   }
 
   /// IDs starting with `prefix`.
   func podIDs(withPrefix prefix: String) throws(CrispError) -> [String] {
     try read("look up pod ID") { db in
-      try String.fetchAll(db, sql: "SELECT id FROM pods WHERE substr(id, 1, ?) = ?", arguments: [prefix.utf8.count, prefix])
+      try String.fetchAll(
+        db, sql: "SELECT id FROM pods WHERE substr(id, 1, ?) = ?", arguments: [prefix.utf8.count, prefix])
     }
   }
 
@@ -202,7 +207,8 @@ final class MetadataStore: Sendable {
     let ips: String = row["ips"]
     return PodRecord(
       id: row["id"], name: row["name"], namespace: row["namespace"], uid: row["uid"],
-      attempt: UInt32(truncatingIfNeeded: row["attempt"] as Int64), state: PodRecord.State(rawValue: row["state"]) ?? .notReady,
+      attempt: UInt32(truncatingIfNeeded: row["attempt"] as Int64),
+      state: PodRecord.State(rawValue: row["state"]) ?? .notReady,
       createdAt: row["created_at"], config: [UInt8](row["config"] as Data), runtimeHandler: row["runtime_handler"],
       ips: ips.isEmpty ? [] : ips.split(separator: ",").map(String.init), netns: row["netns"], ipcns: row["ipcns"],
       utsns: row["utsns"])
@@ -210,7 +216,8 @@ final class MetadataStore: Sendable {
 
   private static func container(_ row: Row) -> ContainerRecord {
     ContainerRecord(
-      id: row["id"], podID: row["pod_id"], name: row["name"], attempt: UInt32(truncatingIfNeeded: row["attempt"] as Int64),
+      id: row["id"], podID: row["pod_id"], name: row["name"],
+      attempt: UInt32(truncatingIfNeeded: row["attempt"] as Int64),
       image: row["image"], imageID: row["image_id"], createdAt: row["created_at"],
       config: [UInt8](row["config"] as Data), logPath: row["log_path"], stopSignal: row["stop_signal"])
   }

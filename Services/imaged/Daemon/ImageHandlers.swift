@@ -13,7 +13,8 @@ struct ImageHandlers: Sendable {
   func register(in router: inout IPCRouter) {
     router.register(ImagePull.self) { request in
       let record = try await puller.pull(
-        request.image, credentials: try Self.credentials(request.auth), serverAddress: request.auth?.serverAddress ?? "")
+        request.image, credentials: try Self.credentials(request.auth), serverAddress: request.auth?.serverAddress ?? ""
+      )
       return ImagePull.Response(image: store.info(record))
     }
     router.register(ImageList.self) { request in

@@ -32,7 +32,8 @@ struct ImagedCommand: AsyncParsableCommand {
     let registries = try loadOrExit(logger) { () throws(RegistriesConfigError) in
       try RegistriesConfig.load(path: config.imaged.registriesConf)
     }
-    let authFile = try loadOrExit(logger) { () throws(AuthFileError) in try AuthFile.load(path: config.imaged.authFile) }
+    let authFile = try loadOrExit(logger) { () throws(AuthFileError) in try AuthFile.load(path: config.imaged.authFile)
+    }
     let store = try ImageStore(
       paths: ImageStorePaths(base: paths.imagesDir), registries: registries, pinnedImages: config.imaged.pinnedImages,
       logger: logger)

@@ -11,11 +11,13 @@ enum BlockingWork {
     await withCheckedContinuation { continuation in
       let box = Unmanaged.passRetained(Job(body: { continuation.resume(returning: body()) }))
       var thread = pthread_t()
-      let rc = pthread_create(&thread, nil, { raw in
-        let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
-        job.body()
-        return nil
-      }, box.toOpaque())
+      let rc = pthread_create(
+        &thread, nil,
+        { raw in
+          let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
+          job.body()
+          return nil
+        }, box.toOpaque())
       if rc == 0 {
         pthread_detach(thread)
       } else {

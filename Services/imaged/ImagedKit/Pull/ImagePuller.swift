@@ -1,7 +1,7 @@
-import Crypto
 import CrispCore
 import CrispIPC
 import CrispOCI
+import Crypto
 import FoundationEssentials
 import Glibc
 import Logging
@@ -24,7 +24,9 @@ extension Platform {
   public static var host: Platform {
     var name = utsname()
     uname(&name)
-    let machine = withUnsafeBytes(of: name.machine) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+    let machine = withUnsafeBytes(of: name.machine) {
+      String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self))
+    }
     let architecture: String =
       switch machine {
       case "x86_64": "amd64"
@@ -251,7 +253,8 @@ public actor ImagePuller {
       }
       let child = try await client.manifest(source, reference: chosen.digest, credentials: credentials)
       guard MediaType.isManifest(child.mediaType) else {
-        throw CrispError(.invalidArgument, "image \(reference): \(chosen.digest) is a \(child.mediaType), not a manifest")
+        throw CrispError(
+          .invalidArgument, "image \(reference): \(chosen.digest) is a \(child.mediaType), not a manifest")
       }
       manifestBytes = child.bytes
       manifestDigest = child.digest
@@ -275,7 +278,8 @@ public actor ImagePuller {
     }
     guard manifest.layers.count <= Self.maxLayers else {
       throw CrispError(
-        .invalidArgument, "image \(reference) has \(manifest.layers.count) layers; crisp stacks at most \(Self.maxLayers)")
+        .invalidArgument,
+        "image \(reference) has \(manifest.layers.count) layers; crisp stacks at most \(Self.maxLayers)")
     }
     var size = UInt64(0)
     for descriptor in [manifest.config] + manifest.layers {
@@ -358,7 +362,8 @@ public actor ImagePuller {
     }
   }
 
-  private func layerTask(_ job: LayerJob, fetcher: LayerFetcher, progress: PullProgress) -> Task<LayerRecord, any Error> {
+  private func layerTask(_ job: LayerJob, fetcher: LayerFetcher, progress: PullProgress) -> Task<LayerRecord, any Error>
+  {
     if let running = layers[job.chainID] {
       running.progress.join(progress)
       layers[job.chainID]!.waiters += 1

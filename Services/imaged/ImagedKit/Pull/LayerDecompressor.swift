@@ -1,7 +1,7 @@
 import CArchive
-import Crypto
 import CrispCore
 import CrispOCI
+import Crypto
 import Glibc
 
 /// The middle stage of a layer pull: reads the compressed blob from one pipe,

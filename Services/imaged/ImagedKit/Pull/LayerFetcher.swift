@@ -1,7 +1,7 @@
 import AsyncHTTPClient
-import Crypto
 import CrispCore
 import CrispOCI
+import Crypto
 import Glibc
 import Logging
 import NIOCore
@@ -85,7 +85,8 @@ struct LayerFetcher: Sendable {
     guard diff.diffID == job.diffID else {
       throw CrispError(
         .invalidArgument,
-        "layer \(digest) of \(job.source.reference) uncompresses to \(diff.diffID), but the image config says \(job.diffID)")
+        "layer \(digest) of \(job.source.reference) uncompresses to \(diff.diffID), but the image config says \(job.diffID)"
+      )
     }
 
     let usage = FileSystem.usage(temp)
@@ -121,7 +122,8 @@ struct LayerFetcher: Sendable {
           received += Int64(bytes.count)
           guard received <= expected else {
             throw CrispError(
-              .invalidArgument, "layer \(digest) from \(job.source.reference.registry) is larger than its \(expected) bytes")
+              .invalidArgument,
+              "layer \(digest) from \(job.source.reference.registry) is larger than its \(expected) bytes")
           }
           hasher.update(data: bytes)
           progress.advance(bytes: bytes.count)
@@ -138,7 +140,8 @@ struct LayerFetcher: Sendable {
       } catch is CancellationError {
         throw CrispError(.deadlineExceeded, "download of layer \(digest) was cancelled")
       } catch {
-        throw CrispError(.unavailable, "download of layer \(digest) from \(job.source.reference.registry) failed: \(error)")
+        throw CrispError(
+          .unavailable, "download of layer \(digest) from \(job.source.reference.registry) failed: \(error)")
       }
       return .success(("sha256:" + Digest.hexString(hasher.finalize()), received))
     } catch {

@@ -1,7 +1,7 @@
 import AsyncHTTPClient
-import Crypto
 import CrispCore
 import CrispOCI
+import Crypto
 import FoundationEssentials
 import Logging
 import NIOCore
@@ -91,7 +91,8 @@ public final class RegistryClient: Sendable {
     let digest = "sha256:" + Digest.hexString(SHA256.hash(data: bytes))
     guard digest == descriptor.digest, bytes.count == descriptor.size else {
       throw CrispError(
-        .internal, "blob \(descriptor.digest) from \(source.reference.registry) does not match its digest (got \(digest))")
+        .internal,
+        "blob \(descriptor.digest) from \(source.reference.registry) does not match its digest (got \(digest))")
     }
     return bytes
   }
@@ -167,7 +168,8 @@ public final class RegistryClient: Sendable {
       if case .registryToken(let token)? = credentials { return "Bearer " + token }
       // Credentials travel to the realm: over TLS, unless the registry itself is
       // plain HTTP by configuration.
-      guard let realm = parsed.parameters["realm"], realm.hasPrefix("https://") || (insecure && realm.hasPrefix("http://"))
+      guard let realm = parsed.parameters["realm"],
+        realm.hasPrefix("https://") || (insecure && realm.hasPrefix("http://"))
       else {
         throw CrispError(
           .permissionDenied, "registry \(host) sent a bearer challenge without a usable (https) token realm")
@@ -214,7 +216,8 @@ public final class RegistryClient: Sendable {
     guard response.status.code == 200 else {
       try? await drain(response)
       throw CrispError(
-        .permissionDenied, "token service \(realm) of \(host) refused a token for \(scope): HTTP \(response.status.code)")
+        .permissionDenied,
+        "token service \(realm) of \(host) refused a token for \(scope): HTTP \(response.status.code)")
     }
     let bytes = try await collect(response, limit: Self.tokenLimit, what: "token from \(realm)")
     struct TokenResponse: Decodable {
@@ -254,7 +257,11 @@ public final class RegistryClient: Sendable {
     guard !names.isEmpty else { return nil }
     var tls = TLSConfiguration.makeClientConfiguration()
     let cas = names.filter { $0.hasSuffix(".crt") }
-    if !cas.isEmpty { tls.additionalTrustRoots = [.certificates(cas.flatMap { (try? NIOSSLCertificate.fromPEMFile(dir + "/" + $0)) ?? [] })] }
+    if !cas.isEmpty {
+      tls.additionalTrustRoots = [
+        .certificates(cas.flatMap { (try? NIOSSLCertificate.fromPEMFile(dir + "/" + $0)) ?? [] })
+      ]
+    }
     if let cert = names.first(where: { $0.hasSuffix(".cert") }) {
       let key = String(cert.dropLast(5)) + ".key"
       if let chain = try? NIOSSLCertificate.fromPEMFile(dir + "/" + cert),

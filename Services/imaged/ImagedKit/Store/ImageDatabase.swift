@@ -158,9 +158,11 @@ public final class ImageDatabase: Sendable {
           arguments: [name, image.id, isDigest])
       }
       for owner in previousOwners {
-        let left = try Int.fetchOne(
-          db, sql: "SELECT COUNT(*) FROM image_names WHERE image_id = ? AND is_digest = 0", arguments: [owner]) ?? 0
-        let inUse = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM snapshots WHERE image_id = ?", arguments: [owner]) ?? 0
+        let left =
+          try Int.fetchOne(
+            db, sql: "SELECT COUNT(*) FROM image_names WHERE image_id = ? AND is_digest = 0", arguments: [owner]) ?? 0
+        let inUse =
+          try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM snapshots WHERE image_id = ?", arguments: [owner]) ?? 0
         if left == 0 && inUse == 0 {
           try db.execute(sql: "DELETE FROM images WHERE id = ?", arguments: [owner])
         }
@@ -176,7 +178,9 @@ public final class ImageDatabase: Sendable {
 
   public func image(id: String) throws(CrispError) -> ImageRecord? {
     try read("read image") { db in
-      try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id]).map { try Self.imageRecord(db, $0) }
+      try Row.fetchOne(db, sql: "SELECT * FROM images WHERE id = ?", arguments: [id]).map {
+        try Self.imageRecord(db, $0)
+      }
     }
   }
 
@@ -207,9 +211,10 @@ public final class ImageDatabase: Sendable {
     try run("remove image name") { db in
       guard let id = try String.fetchOne(db, sql: "SELECT image_id FROM image_names WHERE name = ?", arguments: [name])
       else { return .notFound }
-      let tags = try Int.fetchOne(
-        db, sql: "SELECT COUNT(*) FROM image_names WHERE image_id = ? AND is_digest = 0 AND name != ?",
-        arguments: [id, name]) ?? 0
+      let tags =
+        try Int.fetchOne(
+          db, sql: "SELECT COUNT(*) FROM image_names WHERE image_id = ? AND is_digest = 0 AND name != ?",
+          arguments: [id, name]) ?? 0
       if tags > 0 {
         try db.execute(sql: "DELETE FROM image_names WHERE name = ?", arguments: [name])
         return .untagged
