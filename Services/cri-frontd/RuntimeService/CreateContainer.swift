@@ -48,7 +48,8 @@ extension RuntimeService {
         let built = try SpecBuilder.buildWithNotes(
           SpecInputs(
             containerID: id, config: config, sandboxConfig: podConfig, image: image.config,
-            pod: podContext(pod, podConfig), users: Self.userDatabase(snapshot.mount), options: try specOptions()))
+            pod: podContext(pod, podConfig), users: UserDatabase(passwd: snapshot.passwd, group: snapshot.group),
+            options: try specOptions()))
         for note in built.notes { logger.debug("spec", metadata: ["container": "\(id)", "note": "\(note)"]) }
         try bundle.write(spec: try SpecBuilder.encode(built.spec), rootfs: snapshot.mount)
         try await launchShim(id: id, bundle: bundle, logPath: logPath, config: config)
@@ -99,21 +100,6 @@ extension RuntimeService {
     var name = utsname()
     uname(&name)
     return withUnsafeBytes(of: name.release) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-  }
-
-  /// The image's /etc/passwd and /etc/group, read from its top-most layer that has them
-  /// (user names in the CRI config and the image's User resolve there).
-  static func userDatabase(_ mount: RootfsMount) -> UserDatabase {
-    func find(_ file: String) -> String {
-      for dir in mount.lowerDirs {
-        let path = dir + "/" + file
-        var st = stat()
-        // Only a regular file: a symlink in a layer could point anywhere on the host.
-        if lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG { return readWholeFileOrEmpty(path) }
-      }
-      return ""
-    }
-    return UserDatabase(passwd: find("etc/passwd"), group: find("etc/group"))
   }
 
   /// `<pod log_directory>/<container log_path>` as kubelet asks, else

@@ -201,9 +201,15 @@ public enum SnapshotPrepare: IPCMethod {
   public struct Response: Codable, Sendable, Equatable {
     public var imageID: String
     public var mount: RootfsMount
-    public init(imageID: String, mount: RootfsMount) {
+    /// The image's /etc/passwd and /etc/group ("" when it has none): user names in
+    /// the container's config resolve there.
+    public var passwd: String
+    public var group: String
+    public init(imageID: String, mount: RootfsMount, passwd: String = "", group: String = "") {
       self.imageID = imageID
       self.mount = mount
+      self.passwd = passwd
+      self.group = group
     }
   }
 }

@@ -7,7 +7,7 @@ import Synchronization
 /// Runs blocking work (libarchive reading a pipe, file writes) on its own thread, so
 /// that it never holds one of the few threads of Swift's cooperative pool.
 enum BlockingWork {
-  static func run<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
+  static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
       let box = Unmanaged.passRetained(Job(body: { continuation.resume(returning: body()) }))
       var thread = pthread_t()

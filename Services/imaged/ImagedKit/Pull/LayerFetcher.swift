@@ -36,7 +36,7 @@ struct LayerFetcher: Sendable {
     let compressed = try Pipe()
     let uncompressed = try Pipe()
     let decompressing = Task {
-      await BlockingWork.run("decompress") { () -> Swift.Result<LayerDecompressor.Result, CrispError> in
+      await BlockingWork.run { () -> Swift.Result<LayerDecompressor.Result, CrispError> in
         defer {
           uncompressed.closeWrite()
           compressed.closeRead()
@@ -47,7 +47,7 @@ struct LayerFetcher: Sendable {
       }
     }
     let unpacking = Task {
-      await BlockingWork.run("unpack") { () -> Swift.Result<UnpackStats, UnpackError> in
+      await BlockingWork.run { () -> Swift.Result<UnpackStats, UnpackError> in
         defer { uncompressed.closeRead() }
         do throws(UnpackError) {
           let stats = try LayerUnpacker(destination: temp).unpack(fromFileDescriptor: uncompressed.readEnd)

@@ -186,7 +186,23 @@ public final class ImageStore: Sendable {
     let mount = RootfsMount(
       type: "overlay", source: "overlay", lowerDirs: lowers, upperDir: base + "/upper", workDir: base + "/work",
       options: options)
-    return SnapshotPrepare.Response(imageID: record.id, mount: mount)
+    return SnapshotPrepare.Response(
+      imageID: record.id, mount: mount, passwd: Self.imageFile("etc/passwd", lowers),
+      group: Self.imageFile("etc/group", lowers))
+  }
+
+  /// A file of the image as the container will see it: from the top-most layer that
+  /// has it, and only a regular file (a symlink in a layer could point anywhere on the host).
+  static func imageFile(_ path: String, _ lowers: [String]) -> String {
+    for dir in lowers {
+      var st = stat()
+      guard lstat(dir + "/" + path, &st) == 0 else { continue }
+      guard (st.st_mode & S_IFMT) == S_IFREG, let bytes = FileSystem.readFile(dir + "/" + path, limit: 4 << 20) else {
+        return ""
+      }
+      return String(decoding: bytes, as: UTF8.self)
+    }
+    return ""
   }
 
   public func releaseSnapshot(containerID: String) throws(CrispError) {
