@@ -117,6 +117,12 @@ final class CrispInstance: @unchecked Sendable {
     try start(.netd)
     try start(.frontd)
     try await waitForCRI()
+    // frontd dials its peers in the background; a test starts once both answer it
+    // (reachable, not necessarily ready: some tests break the CNI config on purpose).
+    try await waitUntil("cri-frontd reaches imaged and netd", timeout: .seconds(20)) {
+      guard let info = try? await self.status(verbose: true).info else { return false }
+      return ["imaged", "netd"].allSatisfy { info[$0].map { !$0.contains("\"reachable\":false") } ?? false }
+    }
   }
 
   func pid(_ daemon: Daemon) -> Int32? { lock.withLock { processes[daemon]?.processIdentifier } }
