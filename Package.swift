@@ -85,7 +85,7 @@ let package = Package(
       name: "cri-frontd",
       dependencies: [
         "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI", "CrispStorage", "CrispOCI",
-        "SpecBuilder",
+        "SpecBuilder", "Streaming",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -93,13 +93,27 @@ let package = Package(
         .product(name: "GRDB", package: "GRDB.swift"),
       ],
       path: "Services/cri-frontd",
-      exclude: ["SpecBuilder"]),
+      exclude: ["SpecBuilder", "Streaming"]),
     // CRI container config + image config + pod → OCI runtime spec: a pure function,
     // in a library of its own so that its tests need no daemon.
     .target(
       name: "SpecBuilder",
       dependencies: ["CRIAPI", "CrispOCI", "CrispCore", "CrispIPC"],
       path: "Services/cri-frontd/SpecBuilder"),
+    // The streaming server (HTTP upgrade, SPDY/3.1, WebSocket, remotecommand, port-forward) and
+    // the backend protocol it drives; a library so that its tests need no daemon.
+    .target(
+      name: "Streaming",
+      dependencies: [
+        "CrispCore",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Services/cri-frontd/Streaming"),
     // imaged's work (registry client, pull pipeline, stores, unpacking), kept in a
     // library so that its tests can reach it without the daemon.
     .target(
