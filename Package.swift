@@ -11,6 +11,7 @@ let package = Package(
     .executable(name: "imaged", targets: ["imaged"]),
     .executable(name: "netd", targets: ["netd"]),
     .executable(name: "shimd", targets: ["shimd"]),
+    .executable(name: "crisp-pause", targets: ["crisp-pause"]),
     .executable(name: "crispctl", targets: ["crispctl"]),
     .executable(name: "crisp-bench", targets: ["crisp-bench"]),
   ],
@@ -34,6 +35,7 @@ let package = Package(
     .systemLibrary(name: "CCap", path: "Shared/CCap"),
     .systemLibrary(name: "CSeccomp", path: "Shared/CSeccomp"),
     .systemLibrary(name: "CArchive", path: "Shared/CArchive"),
+    .systemLibrary(name: "CZlib", path: "Shared/CZlib"),
     .target(
       name: "CCrispSys", path: "Shared/CCrispSys", linkerSettings: [.linkedLibrary("cap"), .linkedLibrary("seccomp")]),
 
@@ -105,7 +107,7 @@ let package = Package(
     .target(
       name: "Streaming",
       dependencies: [
-        "CrispCore",
+        "CrispCore", "CZlib",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -167,6 +169,10 @@ let package = Package(
           "-L\(Context.packageDirectory)/Services/shimd/StaticLibs", "-lmbedtls", "-lmbedx509", "-lmbedcrypto",
         ])
       ]),
+
+    // PID 1 of pods that share one PID namespace: C, static, nothing else in its rootfs.
+    .executableTarget(
+      name: "crisp-pause", path: "Services/crisp-pause", linkerSettings: [.unsafeFlags(["-static-executable", "-nostartfiles", "-Xclang-linker", "-no-pie", "-Xlinker", "--gc-sections", "-Xlinker", "-s"])]),
 
     .executableTarget(
       name: "crispctl",
