@@ -5,7 +5,7 @@ SWIFT        ?= swift
 PREFIX       ?= /usr/local
 BINDIR       ?= $(PREFIX)/bin
 CONFIG       ?= /etc/crisp/crisp.toml
-DAEMONS      := cri-frontd imaged netd shimd
+DAEMONS      := cri-frontd imaged netd shimd crisp-pause
 RELEASE_DIR   = .build/release
 DEBUG_DIR     = .build/debug
 
@@ -17,7 +17,7 @@ DEBUG_DIR     = .build/debug
 # registries and images; skopeo and umoci are the pull benchmark's peers.
 APT_PACKAGES := libnng-dev libmbedtls-dev nng-utils libcap-dev libseccomp-dev libarchive-dev zlib1g-dev libsqlite3-dev runc systemd \
                 containernetworking-plugins iptables iproute2 util-linux python3 \
-                docker-registry busybox-static zstd pigz openssl apache2-utils skopeo umoci
+                docker-registry busybox-static zstd pigz openssl apache2-utils skopeo umoci sqlite3
 # PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
 PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
 

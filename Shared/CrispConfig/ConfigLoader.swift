@@ -64,7 +64,15 @@ extension CrispConfig {
       try frontd.string("listen", into: &config.frontd.listen, check: optionalAbsolutePath)
       try frontd.string("socket_group", into: &config.frontd.socketGroup, check: groupName)
       try frontd.string("runtime_path", into: &config.frontd.runtimePath, check: absolutePath)
+      try frontd.stringTable("runtime_handlers", into: &config.frontd.runtimeHandlers) { name, path in
+        if name == "runc" { return "\"runc\" is runtime_path; name the others differently" }
+        if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
+          return "handler name \"\(name)\" must be letters, digits, '-', '_' or '.'"
+        }
+        return absolutePath(path)
+      }
       try frontd.string("shimd_path", into: &config.frontd.shimdPath, check: optionalAbsolutePath)
+      try frontd.string("pause_path", into: &config.frontd.pausePath, check: optionalAbsolutePath)
       try frontd.string("cgroup_driver", into: &config.frontd.cgroupDriver) { value in
         ["cgroupfs", "systemd"].contains(value) ? nil : "must be \"cgroupfs\" or \"systemd\", got \"\(value)\""
       }
@@ -188,6 +196,23 @@ private struct TableReader {
       }
       if let reason = check(string) { throw fail(key, "element \(index): \(reason)") }
       result.append(string)
+    }
+    target = result
+  }
+
+  /// A table of string values with free keys (`{ name = "value", ... }`).
+  mutating func stringTable(
+    _ key: String, into target: inout [String: String], check: (String, String) -> String?
+  ) throws(ConfigError) {
+    guard let value = value(key) else { return }
+    guard let table = value.table else { throw fail(key, "expected a table of strings, found \(value.type)") }
+    var result: [String: String] = [:]
+    for name in table.keys.sorted() {
+      guard let string = table[name]?.string else {
+        throw fail(key, "\(name) must be a string, found \(table[name]?.type.description ?? "nothing")")
+      }
+      if let reason = check(name, string) { throw fail(key, reason) }
+      result[name] = string
     }
     target = result
   }

@@ -42,8 +42,13 @@ extension CrispConfig {
       socket_group = \(quote(frontd.socketGroup))
       # The OCI runtime containers run with (the "runc" runtime handler).
       runtime_path = \(quote(frontd.runtimePath))
+      # More runtime handlers (RunPodSandbox's runtime_handler): name = "executable",
+      # each an OCI runtime with runc's command line, e.g. { crun = "/usr/bin/crun" }.
+      runtime_handlers = \(inlineTable(frontd.runtimeHandlers))
       # The shimd executable; empty means the one installed beside cri-frontd.
       shimd_path = \(quote(frontd.shimdPath))
+      # crisp-pause, PID 1 of pods that share one PID namespace; empty means beside cri-frontd.
+      pause_path = \(quote(frontd.pausePath))
       # "cgroupfs" or "systemd": must match kubelet's cgroupDriver.
       cgroup_driver = \(quote(frontd.cgroupDriver))
       # The RuntimeDefault seccomp profile (containers' seccomp.json format).
@@ -115,4 +120,10 @@ private func quote(_ value: String) -> String {
     }
   }
   return out + "\""
+}
+
+private func inlineTable(_ values: [String: String]) -> String {
+  values.isEmpty
+    ? "{}"
+    : "{ " + values.sorted { $0.key < $1.key }.map { "\($0.key) = \(quote($0.value))" }.joined(separator: ", ") + " }"
 }

@@ -40,12 +40,23 @@ public struct CrispConfig: Sendable, Equatable {
   }
 
   public struct Frontd: Sendable, Equatable {
+    /// The executable of a runtime handler ("" = runc), or nil for an unknown one.
+    public func runtimePath(handler: String) -> String? {
+      handler.isEmpty || handler == "runc" ? runtimePath : runtimeHandlers[handler]
+    }
+
     /// The CRI socket kubelet dials; empty means `<run_root>/crisp.sock`.
     public var listen = ""
     /// Unix group given the CRI socket (mode 0660); empty keeps root's group.
     public var socketGroup = ""
     /// The OCI runtime containers run with (the `runc` handler).
     public var runtimePath = "/usr/sbin/runc"
+    /// More runtime handlers (RunPodSandbox's `runtime_handler`): name → an OCI runtime
+    /// with runc's command line (crun, runsc, kata-runtime...). `runc` is `runtimePath`.
+    public var runtimeHandlers: [String: String] = [:]
+    /// The infra process of pods that share one PID namespace; empty means the one
+    /// beside cri-frontd.
+    public var pausePath = ""
     /// The shimd executable; empty means the one beside cri-frontd.
     public var shimdPath = ""
     /// "cgroupfs" or "systemd", as kubelet's cgroupDriver.

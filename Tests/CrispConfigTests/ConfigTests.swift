@@ -16,7 +16,11 @@ import Testing
     config.ipc.requestTimeoutMs = 1234
     config.netd.cniPluginDirs = ["/a", "/b\\c"]
     config.frontd.listen = "/tmp/x.sock"
+    config.frontd.runtimeHandlers = ["crun": "/usr/bin/crun", "kata-qemu": "/opt/kata/bin/kata-runtime"]
     #expect(try CrispConfig.parse(config.renderTOML()) == config)
+    #expect(config.frontd.runtimePath(handler: "") == "/usr/sbin/runc")
+    #expect(config.frontd.runtimePath(handler: "kata-qemu") == "/opt/kata/bin/kata-runtime")
+    #expect(config.frontd.runtimePath(handler: "gvisor") == nil)
   }
 
   @Test func anEmptyFileMeansDefaults() throws {
@@ -64,6 +68,10 @@ import Testing
     Bad(toml: "ipc = 5", key: "ipc", reason: "expected a table"),
     Bad(toml: "[frontd]\nsocket_group = \"no-such-group-crisp\"", key: "frontd.socket_group", reason: "no such group"),
     Bad(toml: "root = ", key: nil, reason: "line 1"),
+    Bad(toml: "[frontd]\nruntime_handlers = { crun = \"crun\" }", key: "frontd.runtime_handlers", reason: "absolute"),
+    Bad(toml: "[frontd]\nruntime_handlers = { runc = \"/x\" }", key: "frontd.runtime_handlers", reason: "runtime_path"),
+    Bad(toml: "[frontd]\nruntime_handlers = { crun = 1 }", key: "frontd.runtime_handlers", reason: "must be a string"),
+    Bad(toml: "[frontd]\nruntime_handlers = [\"/x\"]", key: "frontd.runtime_handlers", reason: "table of strings"),
   ])
   func refusesBadFilesNamingFileKeyAndReason(_ bad: Bad) throws {
     let error = #expect(throws: ConfigError.self) { try CrispConfig.parse(bad.toml, file: "/etc/crisp/test.toml") }

@@ -201,7 +201,10 @@ import Testing
 
 /// A started crisp (bridge network, the repo's seccomp profile, logs under the test
 /// directory) with a registry of the standard images and one ready pod.
-func withContainerRuntime(_ body: (CrispInstance, LocalRegistry, String) async throws -> Void) async throws {
+func withContainerRuntime(
+  frontdConfig: String = "", podConfig configure: (inout Runtime_V1_PodSandboxConfig) -> Void = { _ in },
+  _ body: (CrispInstance, LocalRegistry, String) async throws -> Void
+) async throws {
   try await withRegistry { registry, _ in
     let seccomp = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
       .deletingLastPathComponent().appendingPathComponent("deploy/seccomp/default.json").path
@@ -211,11 +214,13 @@ func withContainerRuntime(_ body: (CrispInstance, LocalRegistry, String) async t
         """
         seccomp_profile = "\(seccomp)"
         default_log_dir = "\(crisp.dir)/logs"
+        \(frontdConfig)
         """)
       try crisp.writeBridgeCNIConfig()
       try await crisp.startAll()
       var config = PodSandboxTests.podConfig()
       config.logDirectory = crisp.dir + "/logs"
+      configure(&config)
       let podID = try await crisp.runPod(config)
       try await body(crisp, registry, podID)
     }
@@ -272,9 +277,10 @@ extension CrispInstance {
     _ = try await withRuntime { try await $0.removeContainer(request) }
   }
 
-  func containerStatus(_ id: String) async throws -> Runtime_V1_ContainerStatusResponse {
+  func containerStatus(_ id: String, verbose: Bool = false) async throws -> Runtime_V1_ContainerStatusResponse {
     var request = Runtime_V1_ContainerStatusRequest()
     request.containerID = id
+    request.verbose = verbose
     return try await withRuntime { try await $0.containerStatus(request) }
   }
 

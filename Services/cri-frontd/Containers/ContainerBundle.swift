@@ -14,11 +14,16 @@ struct ContainerBundle {
 
   var exitFile: String { directory + "/exit.json" }
 
-  func write(spec: [UInt8], rootfs: RootfsMount) throws(CrispError) {
+  /// `rootfs` nil: no image; `rootfs/` is made an empty directory (a pod's infra process).
+  func write(spec: [UInt8], rootfs: RootfsMount?) throws(CrispError) {
     do {
       try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
       try Data(spec).write(to: URL(fileURLWithPath: directory + "/config.json"), options: .atomic)
-      try JSONEncoder().encode(rootfs).write(to: URL(fileURLWithPath: directory + "/rootfs.json"), options: .atomic)
+      if let rootfs {
+        try JSONEncoder().encode(rootfs).write(to: URL(fileURLWithPath: directory + "/rootfs.json"), options: .atomic)
+      } else {
+        try FileManager.default.createDirectory(atPath: directory + "/rootfs", withIntermediateDirectories: true)
+      }
     } catch {
       throw CrispError(.internal, "cannot write the bundle \(directory): \(error)")
     }

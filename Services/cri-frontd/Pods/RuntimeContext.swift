@@ -36,6 +36,18 @@ final class RuntimeContext: Sendable {
     return dir + "/shimd"
   }
 
+  /// Each runtime handler keeps its containers' state in its own directory (`--root`):
+  /// runtimes do not share a state format.
+  func runtimeRoot(handler: String) -> String {
+    handler.isEmpty || handler == "runc" ? paths.runRoot + "/runc" : paths.runRoot + "/runtimes/" + handler
+  }
+
+  /// crisp-pause: configured, or the one beside this cri-frontd.
+  var pausePath: String {
+    if !config.frontd.pausePath.isEmpty { return config.frontd.pausePath }
+    return String(shimdPath.dropLast("shimd".count)) + "crisp-pause"
+  }
+
   func resolveContainer(_ text: String) throws(CrispError) -> ContainerRecord? {
     guard !text.isEmpty else { throw CrispError(.invalidArgument, "container ID must not be empty") }
     if text.utf8.count == 64 { return try store.container(text) }
@@ -90,6 +102,11 @@ final class RuntimeContext: Sendable {
     for pod in (try? store.pods()) ?? [] {
       if pod.state == .creating {
         logger.notice("undoing a pod sandbox whose creation was cut off", metadata: ["pod": "\(pod.id)"])
+        if let infra = shims.client(pod.id) {
+          _ = try? await infra.call(ShimDelete.self, Empty(), timeoutMs: 60_000)
+          shims.forget(pod.id)
+        }
+        ContainerBundle(paths: paths, containerID: pod.id).remove()
         _ = try? await peers.netd.call(PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: networkTimeoutMs)
         PodFiles.remove(podDirectory(pod.id))
         try? store.deletePod(pod.id)

@@ -44,15 +44,26 @@ extension RuntimeService {
       try runtime.store.insertContainer(record)
       let bundle = ContainerBundle(paths: runtime.paths, containerID: id)
       do throws(CrispError) {
+        var context = podContext(pod, podConfig)
+        let pidMode = config.linux.securityContext.namespaceOptions.pid
+        if pidMode == .pod && Self.sharesPIDNamespace(podConfig) {
+          guard let namespace = await infraPIDNamespace(pod.id) else {
+            throw CrispError(.failedPrecondition, "pod sandbox \(pod.id): its infra process (PID 1) is not running")
+          }
+          context.pidNamespacePath = namespace
+        }
+        let target = pidMode == .target ? try await targetPIDNamespace(config, pod: pod) : ""
         let snapshot = try await peers.imaged.call(SnapshotPrepare.self, .init(containerID: id, image: image.id))
         let built = try SpecBuilder.buildWithNotes(
           SpecInputs(
             containerID: id, config: config, sandboxConfig: podConfig, image: image.config,
-            pod: podContext(pod, podConfig), users: UserDatabase(passwd: snapshot.passwd, group: snapshot.group),
-            options: try specOptions()))
+            pod: context, users: UserDatabase(passwd: snapshot.passwd, group: snapshot.group),
+            options: try specOptions(), targetPIDNamespacePath: target))
         for note in built.notes { logger.debug("spec", metadata: ["container": "\(id)", "note": "\(note)"]) }
         try bundle.write(spec: try SpecBuilder.encode(built.spec), rootfs: snapshot.mount)
-        try await launchShim(id: id, bundle: bundle, logPath: logPath, config: config)
+        try await launchShim(
+          id: id, bundle: bundle, logPath: logPath, handler: pod.runtimeHandler, tty: config.tty, stdin: config.stdin,
+          stdinOnce: config.stdinOnce)
       } catch {
         logger.warning("container creation failed, undoing it", metadata: ["container": "\(id)", "error": "\(error)"])
         bundle.remove()
@@ -67,6 +78,23 @@ extension RuntimeService {
       response.containerID = id
       return response
     }
+  }
+
+  /// The PID namespace of the running container `target_id` names (ephemeral debug
+  /// containers join it), which must be in the same pod.
+  func targetPIDNamespace(_ config: Runtime_V1_ContainerConfig, pod: PodRecord) async throws(CrispError) -> String {
+    let targetID = config.linux.securityContext.namespaceOptions.targetID
+    guard !targetID.isEmpty else { return "" }  // SpecBuilder names the empty field.
+    guard let target = try runtime.resolveContainer(targetID), target.podID == pod.id else {
+      throw CrispError(
+        .notFound, "linux.security_context.namespace_options.target_id: container \"\(targetID)\" not found in the pod")
+    }
+    guard let state = await runtime.shims.state(target.id), state.state == .running, state.pid > 0 else {
+      throw CrispError(
+        .failedPrecondition, "linux.security_context.namespace_options.target_id: container \(target.id) is not running"
+      )
+    }
+    return "/proc/\(state.pid)/ns/pid"
   }
 
   func podContext(_ pod: PodRecord, _ config: Runtime_V1_PodSandboxConfig) -> PodContext {
@@ -117,18 +145,22 @@ extension RuntimeService {
   /// Runs `shimd --daemonize`, which answers once the container is created and the
   /// shim serves; the shim itself lives on detached, in its own session.
   func launchShim(
-    id: String, bundle: ContainerBundle, logPath: String, config: Runtime_V1_ContainerConfig
+    id: String, bundle: ContainerBundle, logPath: String, handler: String, tty: Bool = false, stdin: Bool = false,
+    stdinOnce: Bool = false
   ) async throws(CrispError) {
+    guard let runtimePath = runtime.config.frontd.runtimePath(handler: handler) else {
+      throw CrispError(.failedPrecondition, "runtime handler \"\(handler)\" is no longer configured")
+    }
     var arguments = [
       "--id", id, "--bundle", bundle.directory, "--run-root", runtime.paths.runRoot,
-      "--runtime", runtime.config.frontd.runtimePath, "--log-path", logPath,
+      "--runtime", runtimePath, "--runtime-root", runtime.runtimeRoot(handler: handler), "--log-path", logPath,
       "--events", CrispPaths.ipcAddress(runtime.paths.eventsSocket), "--log-level",
       runtime.config.shimd.logLevel.isEmpty ? runtime.config.logLevel : runtime.config.shimd.logLevel,
       "--daemonize",
     ]
-    if config.tty { arguments.append("--tty") }
-    if config.stdin { arguments.append("--stdin") }
-    if config.stdinOnce { arguments.append("--stdin-once") }
+    if tty { arguments.append("--tty") }
+    if stdin { arguments.append("--stdin") }
+    if stdinOnce { arguments.append("--stdin-once") }
     let output = try await ChildProcess.run(
       path: runtime.shimdPath, arguments: arguments, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"],
       timeoutMs: 60_000)

@@ -27,7 +27,8 @@ extension RuntimeService {
       runtime.shims.forget(record.id)
     } else {
       // No shim (it died): delete what runc may still hold, best effort.
-      _ = try? await ChildProcessRunner.runc(runtime, ["delete", "--force", record.id])
+      let handler = (try? runtime.store.pod(record.podID))??.runtimeHandler ?? "runc"
+      _ = try? await ChildProcessRunner.runtime(runtime, handler: handler, ["delete", "--force", record.id])
     }
     ContainerBundle(paths: runtime.paths, containerID: record.id).remove()
     _ = try await peers.imaged.call(SnapshotRelease.self, .init(containerID: record.id))

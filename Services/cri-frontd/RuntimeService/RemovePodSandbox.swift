@@ -16,6 +16,7 @@ extension RuntimeService {
             try await remove(container)
           }
         }
+        await removeInfra(pod)
         PodFiles.remove(runtime.podDirectory(pod.id))
         try runtime.store.deletePod(pod.id)
         logger.info("pod sandbox removed", metadata: ["pod": "\(pod.id)"])

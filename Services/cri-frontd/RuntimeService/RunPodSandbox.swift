@@ -21,15 +21,18 @@ extension RuntimeService {
       where value.isEmpty {
         throw CrispError(.invalidArgument, "RunPodSandbox: config.metadata.\(field) must not be empty")
       }
-      guard ["", "runc"].contains(request.runtimeHandler) else {
+      guard let runtimePath = runtime.config.frontd.runtimePath(handler: request.runtimeHandler) else {
+        let known = (["runc"] + runtime.config.frontd.runtimeHandlers.keys.sorted()).joined(separator: ", ")
         throw CrispError(
-          .invalidArgument, "RunPodSandbox: unknown runtime_handler \"\(request.runtimeHandler)\" (crisp has: runc)")
+          .invalidArgument, "RunPodSandbox: unknown runtime_handler \"\(request.runtimeHandler)\" (crisp has: \(known))"
+        )
+      }
+      guard access(runtimePath, X_OK) == 0 else {
+        throw CrispError(
+          .failedPrecondition,
+          "RunPodSandbox: runtime_handler \"\(request.runtimeHandler)\": \(runtimePath) is not an executable")
       }
       let namespaces = config.linux.securityContext.namespaceOptions
-      if namespaces.pid == .pod {
-        throw CrispError(
-          .unimplemented, "RunPodSandbox: a PID namespace shared by the pod's containers is not supported yet")
-      }
       if namespaces.hasUsernsOptions && namespaces.usernsOptions.mode == .pod {
         throw CrispError(.unimplemented, "RunPodSandbox: user namespaces are not supported")
       }
@@ -74,11 +77,14 @@ extension RuntimeService {
           try PodFiles.create(
             directory: directory, config: config, hostname: hostname, ips: network.ips, hostNetwork: hostNetwork,
             hostIPC: hostIPC)
+          try runtime.store.updatePod(pod)
+          if Self.sharesPIDNamespace(config) { try await startInfra(pod, config) }
           pod.state = .ready
           try runtime.store.updatePod(pod)
         } catch {
           logger.warning(
             "pod sandbox creation failed, undoing it", metadata: ["pod": "\(pod.id)", "error": "\(error)"])
+          await removeInfra(pod)
           _ = try? await peers.netd.call(
             PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: runtime.networkTimeoutMs)
           PodFiles.remove(directory)

@@ -48,6 +48,14 @@ extension RuntimeService {
 
     var response = Runtime_V1_StatusResponse()
     response.status.conditions = [runtime, network]
+    // The default handler ("") is runc; recursive read-only mounts and user namespaces
+    // are not offered (SpecBuilder refuses them).
+    response.runtimeHandlers = ([""] + ["runc"] + self.runtime.config.frontd.runtimeHandlers.keys.sorted()).map {
+      var handler = Runtime_V1_RuntimeHandler()
+      handler.name = $0
+      handler.features = Runtime_V1_RuntimeHandlerFeatures()
+      return handler
+    }
     if request.verbose {
       response.info = [
         "cri-frontd": Self.describe(

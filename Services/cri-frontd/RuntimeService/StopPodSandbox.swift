@@ -25,6 +25,7 @@ extension RuntimeService {
         try await stop(container, timeoutSeconds: 0)
       }
     }
+    try await stopInfra(pod.id)
     _ = try await peers.netd.call(PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: runtime.networkTimeoutMs)
     PodFiles.unmountShm(runtime.podDirectory(pod.id))
     if current.state != .notReady {
