@@ -54,7 +54,10 @@ test: deps
 	$(SWIFT) test --skip-build --skip 'EndToEndTests|ShimdTests'
 	$(SWIFT) test --skip-build --filter 'EndToEndTests|ShimdTests' --no-parallel
 
+# The peer (containerd, Debian's) is installed by crisp-bench itself when missing;
+# matplotlib draws the latency chart.
 bench: deps
+	@python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet --root-user-action=ignore matplotlib
 	$(SWIFT) build -c release
 	$(RELEASE_DIR)/crisp-bench --bin-dir $(RELEASE_DIR) $(if $(ONLY),--only $(ONLY))
 

@@ -1129,6 +1129,24 @@ def default_cache():
     return os.path.join(base, "crisp-imagefixture")
 
 
+def cmd_push_pause(args):
+    """A pause image for peers that run an infra container per pod (containerd's
+    sandbox_image): crisp-pause, a static executable, as /pause, run as 65535."""
+    client = RegistryClient(args.registry, args.cafile, args.user)
+    with open(args.binary, "rb") as f:
+        binary = f.read()
+    t = TarBuilder()
+    t.file("pause", binary, mode=0o755)
+    image = Image([make_layer(t.bytes())],
+                  image_config(cmd=None, entrypoint=["/pause"], user="65535:65535", label="pause", env=[]),
+                  comment="pause")
+    repo, tag = split_name(args.name)
+    push_image(client, repo, tag, image)
+    result = {args.name: describe(args.name, image, {"expectFailure": False, "failure": None, "escapePath": None})}
+    log(f"pushed {args.name} ({len(binary)} bytes of {args.binary}) to {args.registry}")
+    emit(result, args.output)
+
+
 def cmd_push_bench(args):
     started = time.monotonic()
     min_bytes = int(args.min_compressed_mb * 2**20)
@@ -1204,6 +1222,15 @@ def main():
             c.add_argument("--oci-layout", metavar="DIR", help="also write an OCI image layout there")
             c.add_argument("--cache", default=default_cache(), help="built blobs are kept here (default %(default)s)")
             c.add_argument("--name", default="bench/big:latest")
+
+    c = sub.add_parser("push-pause", help="push a pause image made of a static pause executable")
+    c.add_argument("--registry", required=True, metavar="HOST:PORT")
+    c.add_argument("--binary", required=True, help="the static executable (crisp-pause)")
+    c.add_argument("--name", default="crisp/pause:latest")
+    c.add_argument("--cafile", help="CA to trust; implies HTTPS")
+    c.add_argument("--user", metavar="USER:PASS")
+    c.add_argument("--output", help="also write the JSON here")
+    c.set_defaults(func=cmd_push_pause)
 
     args = p.parse_args()
     try:

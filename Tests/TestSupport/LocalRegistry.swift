@@ -151,6 +151,12 @@ public final class LocalRegistry: Sendable {
     return try await push(arguments)
   }
 
+  /// Pushes `name`: one layer holding `binary` (a static pause executable) as `/pause`,
+  /// its entrypoint: the sandbox image of peers that run an infra container per pod.
+  public func pushPauseImage(binary: String, name: String = "crisp/pause:latest") async throws -> FixtureImages {
+    try await push(["push-pause", "--binary", binary, "--name", name])
+  }
+
   private func push(_ arguments: [String]) async throws -> FixtureImages {
     let output = directory + "/images-\(UUID().uuidString).json"
     var arguments = arguments + ["--registry", address, "--output", output]

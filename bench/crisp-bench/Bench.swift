@@ -30,17 +30,27 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "Rounds of the image pull figure (0 skips it).")
   var pullRounds: Int = 3
 
+  @Option(help: "Pods per round of the crisp-vs-containerd workload (cri figure).")
+  var criPods: Int = 50
+
+  @Option(help: "Rounds of the cri figure (crisp and containerd interleaved).")
+  var criRounds: Int = 2
+
+  @Option(help: "Pods brought up at once in the cri figure (comma-separated).")
+  var concurrency: String = "1,10,50"
+
   @Option(help: "Where to write the JSON results.")
   var resultsDir: String = "bench/results"
 
-  @Option(help: "Run only these figures (comma-separated: ipc, network, memory, pull).")
+  @Option(help: "Run only these figures (comma-separated: ipc, network, memory, pull, cri).")
   var only: String = ""
 
   func selected(_ name: String) -> Bool { only.isEmpty || only.split(separator: ",").contains { $0 == name } }
 
   func run() async throws {
     // The pull figure needs a registry before imaged starts (its registries.conf names it).
-    let registry = selected("pull") && pullRounds > 0 ? try await LocalRegistry.start() : nil
+    let registry =
+      (selected("pull") && pullRounds > 0) || selected("cri") ? try await LocalRegistry.start() : nil
     defer { registry?.stop() }
     let instance = try BenchInstance(binDir: binDir, insecureRegistry: registry?.address)
     defer { instance.stop() }
@@ -48,7 +58,7 @@ struct Bench: AsyncParsableCommand {
 
     var results: [String: Any] = ["samples": samples, "date": ISO8601DateFormatter().string(from: Date())]
 
-    if let registry {
+    if let registry, selected("pull") && pullRounds > 0 {
       let pull = try await PullBench.run(instance: instance, registry: registry, rounds: pullRounds)
       let mb = Double(pull.compressedBytes) / 1e6
       print(
@@ -76,6 +86,11 @@ struct Bench: AsyncParsableCommand {
         "compressed_bytes": pull.compressedBytes, "layers": pull.layers, "crisp_s": pull.crisp,
         "skopeo_s": pull.skopeo, "umoci_s": pull.umoci,
       ]
+    }
+    if let registry, selected("cri") {
+      results["cri"] = try await PeerBench.measure(
+        instance: instance, registry: registry, binDir: binDir, pods: criPods, rounds: criRounds, pullRounds: 3,
+        concurrency: concurrency.split(separator: ",").compactMap { Int($0) })
     }
     guard selected("ipc") || selected("network") || selected("memory") else {
       return try write(results)
@@ -176,6 +191,15 @@ struct Bench: AsyncParsableCommand {
     let data = try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys])
     try data.write(to: URL(fileURLWithPath: file))
     print("\nresults: \(file)")
+    if results["cri"] != nil {
+      // The latency distributions as a picture (matplotlib, installed by `make bench`).
+      let chart = String(file.dropLast(".json".count)) + ".png"
+      if (try? NetworkBench.run("/usr/bin/env", ["python3", "bench/plot.py", file, chart])) != nil {
+        print("chart: \(chart)")
+      } else {
+        print("no chart: bench/plot.py failed (is matplotlib installed? make bench installs it)")
+      }
+    }
   }
 }
 
@@ -206,6 +230,7 @@ extension Duration {
 /// VmRSS, Pss and RssAnon of a process, in kB.
 struct ProcMemory {
   var rss = 0, pss = 0, anon = 0
+  init() {}
   init(pid: Int32) {
     func field(_ text: String, _ name: String) -> Int {
       for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {

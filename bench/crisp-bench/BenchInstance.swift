@@ -3,7 +3,7 @@ import CrispCore
 import Foundation
 
 /// The daemons under a temporary root, started from the built binaries, stopped at the end.
-final class BenchInstance {
+final class BenchInstance: @unchecked Sendable {
   let dir: String
   let binDir: String
   let paths: CrispPaths
@@ -21,6 +21,9 @@ final class BenchInstance {
     root = "\(paths.root)"
     run_root = "\(paths.runRoot)"
     log_level = "warning"
+    [frontd]
+    seccomp_profile = "\(FileManager.default.currentDirectoryPath)/deploy/seccomp/default.json"
+    default_log_dir = "\(dir)/logs"
     [imaged]
     registries_conf = "\(dir)/registries.conf"
     auth_file = "\(dir)/auth.json"

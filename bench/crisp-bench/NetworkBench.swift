@@ -99,6 +99,10 @@ enum NetworkBench {
     try process.run()
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+      throw CrispError(
+        .internal, "\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+    }
     return String(decoding: data, as: UTF8.self)
   }
 }
