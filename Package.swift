@@ -68,6 +68,8 @@ let package = Package(
       ],
       path: "Shared/CrispConfig"),
     .target(name: "CrispOCI", path: "Shared/CrispOCI"),
+    // cgroup v1/v2 discovery and the stats readers (CPU, memory, tasks): Foundation-free.
+    .target(name: "CrispCgroups", path: "Shared/CrispCgroups"),
     .target(
       name: "CrispStorage",
       dependencies: ["CrispCore", .product(name: "GRDB", package: "GRDB.swift")],
@@ -87,7 +89,7 @@ let package = Package(
       name: "cri-frontd",
       dependencies: [
         "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI", "CrispStorage", "CrispOCI",
-        "SpecBuilder", "Streaming",
+        "SpecBuilder", "Streaming", "CrispCgroups",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -209,6 +211,11 @@ let package = Package(
       name: "ShimdTests",
       dependencies: ["CrispTestSupport", "CrispIPC", "CrispCore", "CNNG"],
       path: "Tests/ShimdTests"),
+    .testTarget(
+      name: "CrispCgroupsTests",
+      dependencies: ["CrispCgroups"],
+      path: "Tests/CrispCgroupsTests",
+      exclude: ["Fixtures"]),
     .testTarget(
       name: "SpecBuilderTests",
       dependencies: ["CrispTestSupport", "SpecBuilder", "CRIAPI", "CrispOCI", "CrispCore", "CrispIPC"],
