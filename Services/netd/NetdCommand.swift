@@ -58,6 +58,8 @@ struct NetdCommand: AsyncParsableCommand {
     router.register(PodNetworkStatus.self) { request in try await networks.status(request.podID) }
     router.register(PodNetworkCheck.self) { request in try await networks.check(request.podID) }
     router.register(PodNetworkList.self) { _ in PodNetworkList.Response(pods: await networks.list()) }
+    let forwarder = PortForwarder(directory: paths.runRoot + "/portforward", networks: networks, logger: logger)
+    router.register(NetPortForward.self) { request in try await forwarder.open(request) }
 
     let address = CrispPaths.ipcAddress(paths.netdSocket)
     let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)

@@ -23,10 +23,16 @@ final class ConsoleSocket {
   }
 
   /// The pty master runc sent. runc connects and sends it before `runc create`
-  /// exits, so after a successful create it waits in the socket's queue.
-  func receiveMaster(timeoutMs: Int32 = 5_000) throws(CrispError) -> Int32 {
-    var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-    guard poll(&entry, 1, timeoutMs) == 1 else {
+  /// exits, so after a successful create it waits in the socket's queue. `unlessReadable`
+  /// (runc's pidfd, for an exec) stops the wait early when runc exits without sending.
+  func receiveMaster(timeoutMs: Int32 = 5_000, unlessReadable abortFD: Int32 = -1) throws(CrispError) -> Int32 {
+    var entries = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+    if abortFD >= 0 { entries.append(pollfd(fd: abortFD, events: Int16(POLLIN), revents: 0)) }
+    var ready: Int32
+    repeat {
+      ready = poll(&entries, nfds_t(entries.count), timeoutMs)
+    } while ready < 0 && errno == EINTR
+    guard ready > 0, entries[0].revents != 0 else {
       throw CrispError(.internal, "runc did not connect to the console socket \(path)")
     }
     let connection = accept(fd, nil, nil)

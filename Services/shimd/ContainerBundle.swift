@@ -68,14 +68,28 @@ struct ContainerBundle: Sendable {
   /// `slice:prefix:name`: runc must then be run with `--systemd-cgroup`.
   var usesSystemdCgroup: Bool { CgroupMemory.isSystemdForm(cgroupsPath) }
 
-  /// The container's own `process` with `args` replaced and no terminal: what
-  /// `runc exec --process` runs for an ExecSync.
-  func execProcess(arguments: [String]) throws(CrispError) -> [UInt8] {
+  /// The container's own `process` with `args` replaced: what `runc exec --process`
+  /// runs for an ExecSync (no terminal) or a streaming exec (a terminal of
+  /// `width`×`height` cells, set by runc before the command starts, when both are
+  /// given).
+  func execProcess(arguments: [String], terminal: Bool = false, width: UInt16 = 0, height: UInt16 = 0)
+    throws(CrispError) -> [UInt8]
+  {
     let config = try Self.parse(configBytes, path: path + "/config.json")
     guard var process = config["process"] else { throw CrispError(.internal, "config.json has no process") }
     process["args"] = .array(arguments.map(JSONValue.string))
-    process["terminal"] = .bool(false)
+    process["terminal"] = .bool(terminal)
     process["consoleSize"] = nil
+    if terminal && width > 0 && height > 0 {
+      process["consoleSize"] = .object(["width": .uint(UInt64(width)), "height": .uint(UInt64(height))])
+    }
+    // As CRI-O and containerd do: a terminal program needs TERM.
+    if terminal, case .array(var env)? = process["env"] ?? .array([]),
+      !env.contains(where: { $0.string?.hasPrefix("TERM=") == true })
+    {
+      env.append(.string("TERM=xterm"))
+      process["env"] = .array(env)
+    }
     do {
       let encoder = JSONEncoder()
       encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

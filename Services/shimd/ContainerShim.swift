@@ -39,9 +39,6 @@ final class ContainerShim: Sendable {
     var starting = false
     var memory: CgroupMemory?
     var oomBaseline: UInt64 = 0
-    /// The write end of the container's stdin pipe (`--stdin` without a tty): kept
-    /// open so that the container does not read EOF; attach will write to it.
-    var stdinWriter: Int32 = -1
     var exitWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
     var nextWaiter: UInt64 = 0
     var execCount = 0
@@ -55,6 +52,9 @@ final class ContainerShim: Sendable {
   let events: IPCEventSender?
   let logger: Logger
   private let record = Mutex(Record())
+  /// The container's stdin (its pipe's write end, or its pty master), kept open so
+  /// that the container does not read EOF; attach sessions write to it.
+  let input = ContainerInput()
   private let onDeleted = Mutex<(@Sendable () -> Void)?>(nil)
 
   /// How long `stop` and `delete` wait for the init to die after SIGKILL.
@@ -90,11 +90,19 @@ final class ContainerShim: Sendable {
       finishedAt: r.finishedAt, exitCode: r.exitCode, oomKilled: r.oomKilled, signal: r.signal)
   }
 
-  private func currentPhase() throws(CrispError) -> ShimContainerPhase {
+  func currentPhase() throws(CrispError) -> ShimContainerPhase {
     guard let phase = record.withLock({ $0.phase }) else {
       throw CrispError(.unavailable, "container \(settings.id) is still being created")
     }
     return phase
+  }
+
+  /// Numbers exec-sync runs and streaming sessions (their files in the bundle).
+  func nextExecNumber() -> Int {
+    record.withLock { r -> Int in
+      r.execCount += 1
+      return r.execCount
+    }
   }
 
   // MARK: create
@@ -130,7 +138,7 @@ final class ContainerShim: Sendable {
           let input = try ProcessControl.pipe()
           toClose.append(input.read)
           containerStdin = input.read
-          record.withLock { $0.stdinWriter = input.write }
+          self.input.usePipe(input.write)
         }
       }
       // From here the read ends belong to the monitor thread (it closes them at EOF).
@@ -170,6 +178,9 @@ final class ContainerShim: Sendable {
       supervisor.watchContainer(pid: initPid)
       if let console {
         let master = try console.receiveMaster()
+        // A second descriptor for attach (stdin, resize): the monitor closes its own at EOF.
+        let copy = fcntl(master, F_DUPFD_CLOEXEC, 3)
+        if copy >= 0 { input.useTerminal(copy, acceptsInput: settings.stdin) }
         supervisor.attach(master, as: .stdout, log: log)
       }
       let memory = CgroupMemory.locate(cgroupsPath: bundle.cgroupsPath, initPid: initPid)
@@ -201,12 +212,7 @@ final class ContainerShim: Sendable {
     } catch {
       logger.error("cannot unmount the root filesystem", metadata: ["error": "\(error)"])
     }
-    record.withLock { r in
-      if r.stdinWriter >= 0 {
-        close(r.stdinWriter)
-        r.stdinWriter = -1
-      }
-    }
+    input.close()
   }
 
   // MARK: exit (monitor thread)
@@ -237,6 +243,7 @@ final class ContainerShim: Sendable {
       return Array(r.exitWaiters.values)
     }
     waiters.forEach { $0.resume(returning: true) }
+    supervisor.attachments.containerExited(exitCode: exit.exitCode)
     logger.info(
       "container exited",
       metadata: ["exitCode": "\(exit.exitCode)", "oomKilled": "\(oomKilled)", "signal": "\(exit.signal ?? 0)"])
@@ -395,10 +402,7 @@ final class ContainerShim: Sendable {
     guard try currentPhase() == .running else {
       throw CrispError(.failedPrecondition, "container \(settings.id) is not running")
     }
-    let number = record.withLock { r -> Int in
-      r.execCount += 1
-      return r.execCount
-    }
+    let number = nextExecNumber()
     let processFile = bundle.path + "/.exec-\(number).json"
     let pidFile = bundle.path + "/.exec-\(number).pid"
     defer {
@@ -493,13 +497,8 @@ final class ContainerShim: Sendable {
       if !left.isEmpty { logger.warning("cgroups left behind", metadata: ["paths": "\(left)"]) }
     }
     try bundle.unmountRootfs()
-    let state = record.withLock { r -> ShimContainerState in
-      if r.stdinWriter >= 0 {
-        close(r.stdinWriter)
-        r.stdinWriter = -1
-      }
-      return Self.snapshot(r)
-    }
+    input.close()
+    let state = record.withLock { Self.snapshot($0) }
     logger.info("container deleted; the shim exits")
     // Once: a second delete (a retry) answers the same and does not exit twice.
     let action = onDeleted.withLock { current -> (@Sendable () -> Void)? in

@@ -246,6 +246,8 @@ func runShim(_ options: ShimOptions, logger: Logger) async -> Int32 {
     router.register(ShimStart.self) { _ in try await shim.start() }
     router.register(ShimStop.self) { request in try await shim.stop(request) }
     router.register(ShimExecSync.self) { request in try await shim.execSync(request) }
+    router.register(ShimStreamExec.self) { request in try shim.streamExec(request) }
+    router.register(ShimStreamAttach.self) { request in try shim.streamAttach(request) }
     router.register(ShimReopenLog.self) { _ in
       try shim.reopenLog()
       return Empty()

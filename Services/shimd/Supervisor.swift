@@ -1,6 +1,7 @@
 import CCrispSys
 import CrispCore
 import CrispLinux
+import Dispatch
 import Logging
 import Synchronization
 
@@ -27,9 +28,15 @@ final class Supervisor: Sendable {
     /// (it could die between `runc create` and reading the pid file).
     var unclaimed: [pid_t: Int32] = [:]
     var containerStatus: Int32?
+    /// The last statuses of other orphans (a detached exec's process, reparented to
+    /// the shim when `runc exec -d` exits), kept for `adopt`, oldest first.
+    var orphans: [(pid: pid_t, status: Int32)] = []
   }
+  static let orphanMemory = 64
 
   private let reaping = Mutex(Reaping())
+  /// Attach sessions: the container's output is copied to them as it is logged.
+  let attachments = AttachHub()
   private let streamsToAttach = Mutex<[(fd: Int32, stream: CRILogWriter.Stream)]>([])
   private let logWriter = Mutex<CRILogWriter?>(nil)
   private let signalFD: Int32
@@ -115,6 +122,33 @@ final class Supervisor: Sendable {
         }
       }
     }
+  }
+
+  /// Takes on a process the shim did not spawn but inherits as subreaper (a detached
+  /// `runc exec`'s process, by the pid runc wrote): from now on `wait`, `kill`,
+  /// `processFD` and `hasExited` serve it as if `spawn` had started it. Call it
+  /// after its parent (runc) exited: its exit may already have been reaped.
+  func adopt(_ pid: pid_t) {
+    reaping.withLock { state in
+      state.tracked.insert(pid)
+      if let index = state.orphans.lastIndex(where: { $0.pid == pid }) {
+        state.tracked.remove(pid)
+        state.exited[pid] = state.orphans.remove(at: index).status
+      }
+    }
+  }
+
+  /// `wait` for a thread of shimd's own (a session), which may block.
+  func waitBlocking(_ pid: pid_t) -> Int32 {
+    let status = Mutex<Int32>(0)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+      let value = await wait(pid)
+      status.withLock { $0 = value }
+      done.signal()
+    }
+    done.wait()
+    return status.withLock { $0 }
   }
 
   /// Whether a spawned child has exited (its status waits for `wait`).
@@ -224,7 +258,9 @@ final class Supervisor: Sendable {
         guard index < fds.count, fds[index].revents != 0 else { continue }
         let n = read(pump.fd, buffer.baseAddress, buffer.count)
         if n > 0 {
-          if let log { pumps[position].splitter.feed(UnsafeBufferPointer(rebasing: buffer[0..<n]), to: log) }
+          let chunk = UnsafeBufferPointer(rebasing: buffer[0..<n])
+          if let log { pumps[position].splitter.feed(chunk, to: log) }
+          attachments.broadcast(pump.splitter.stream, chunk)
         } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
           // EOF, or EIO from a pty master once every slave descriptor is closed.
           ended.append(position)
@@ -281,6 +317,9 @@ final class Supervisor: Sendable {
           state.containerStatus = status
         } else if state.containerPid == 0 && state.unclaimed.count < 1024 {
           state.unclaimed[pid] = status
+        } else {
+          if state.orphans.count >= Self.orphanMemory { state.orphans.removeFirst() }
+          state.orphans.append((pid, status))
         }
       }
     }

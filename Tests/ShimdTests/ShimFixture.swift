@@ -102,11 +102,11 @@ final class ShimFixture: @unchecked Sendable {
 
   /// Starts the shim in the foreground (a child of the test) and waits until it
   /// serves (its socket is bound before `runc create`, served after).
-  func startShim(events: String = "") async throws {
+  func startShim(events: String = "", extra: [String] = []) async throws {
     // Its own log goes to a file: a shim left behind must not hold the test's output open.
     let logFD = open(dir + "/shimd.out", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
     defer { close(logFD) }
-    let process = try Child.spawn(binaryPath("shimd"), arguments(events: events), output: logFD)
+    let process = try Child.spawn(binaryPath("shimd"), arguments(events: events, extra: extra), output: logFD)
     shimProcess = process
     try await waitUntil("shimd binds \(address)", timeout: .seconds(20)) {
       guard process.isRunning else {

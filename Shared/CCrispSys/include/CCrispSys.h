@@ -95,4 +95,27 @@ void crisp_release_unused_stack(void);
 /// --console-socket protocol); close-on-exec. Returns -1 with errno on failure.
 int crisp_recv_fd(int socket_fd);
 
+/// accept4 with SOCK_CLOEXEC: a descriptor never open without close-on-exec, even for an
+/// instant, in a process that spawns programs from other threads.
+int crisp_accept_cloexec(int socket_fd);
+/// Sends `length` bytes of `data` on a connected unix socket, with `fd` attached as an
+/// SCM_RIGHTS descriptor unless it is -1. Returns 0, or -1 with errno.
+int crisp_send_fd(int socket_fd, int fd, const void *data, size_t length);
+/// Receives up to `capacity` bytes and at most one descriptor (close-on-exec; further
+/// ones are closed) into *fd, -1 when none came. Returns the byte count (0 at EOF), or
+/// -1 with errno.
+ssize_t crisp_recv_fd_data(int socket_fd, void *data, size_t capacity, int *fd);
+
+/// A TCP socket connected to 127.0.0.1:`port` inside the network namespace pinned at
+/// `netns_path` (the caller's own when empty): a short-lived thread enters the
+/// namespace, makes the socket and connects (waiting at most `timeout_ms`), then ends,
+/// so no thread of the caller ever changes namespace. Returns the socket (blocking,
+/// close-on-exec), or -1 with *error (an errno value) and *step (0 thread, 1 open the
+/// namespace, 2 setns, 3 socket, 4 connect).
+int crisp_connect_in_netns(const char *netns_path, unsigned short port, int timeout_ms, int *error, int *step);
+
+/// TIOCSWINSZ / TIOCGWINSZ on a terminal (a pty master): its size in character cells.
+int crisp_set_window_size(int fd, unsigned short columns, unsigned short rows);
+int crisp_get_window_size(int fd, unsigned short *columns, unsigned short *rows);
+
 #endif

@@ -1,3 +1,5 @@
+import CrispCore
+
 /// Calls cri-frontd makes to netd: a pod's namespaces and its CNI network.
 
 /// The pinned namespace files of a pod; empty where the pod uses the host's.
@@ -148,4 +150,34 @@ public enum PodNetworkCheck: IPCMethod {
   public static let name = "netd.check"
   public typealias Request = PodNetworkTeardown.Request
   public typealias Response = PodNetworkInfo
+}
+
+/// Connects a TCP socket to 127.0.0.1:`port` inside the pod's network namespace (the
+/// host's for a host-network pod) and hands it over on the answered unix socket
+/// (mode 0600, one connection within `SessionSocket.acceptTimeoutMs`): netd sends
+/// one byte `0` with the connected socket as an SCM_RIGHTS descriptor, or the byte
+/// `1` followed by the UTF-8 error message (a refused port) and no descriptor.
+/// An unknown pod is refused with `notFound`.
+public enum NetPortForward: IPCMethod {
+  public static let name = "net.portForward"
+  public struct Request: Codable, Sendable, Equatable {
+    public var podID: String
+    public var port: Int32
+
+    public init(podID: String, port: Int32) {
+      self.podID = podID
+      self.port = port
+    }
+
+    public func validate() throws(CrispError) {
+      guard (1...65535).contains(port) else {
+        throw CrispError(.invalidArgument, "net.portForward: port must be 1-65535, got \(port)")
+      }
+    }
+  }
+  public typealias Response = SessionSocket
+
+  /// First byte of what netd sends on the socket.
+  public static let connected: UInt8 = 0
+  public static let failed: UInt8 = 1
 }

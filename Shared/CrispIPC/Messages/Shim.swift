@@ -1,3 +1,5 @@
+import CrispCore
+
 /// Calls cri-frontd makes to the shim of one container, on
 /// `ipc://<run_root>/shims/<id>.ipc`. Each shim also answers `health` and `ping`.
 ///
@@ -157,4 +159,112 @@ public struct ContainerExitRecord: Codable, Sendable, Equatable {
     self.oomKilled = oomKilled
     self.signal = signal
   }
+}
+
+// MARK: streaming sessions (exec, attach)
+
+/// Where a streaming session waits: a unix stream socket (mode 0600) that accepts
+/// exactly one connection within `SessionSocket.acceptTimeoutMs` and is unlinked once
+/// connected (or given up). The bytes on it follow the session framing of the
+/// streaming contract: 1 byte channel, 4 bytes big-endian length, payload.
+public struct SessionSocket: Codable, Sendable, Equatable {
+  public var socketPath: String
+  public init(socketPath: String) { self.socketPath = socketPath }
+
+  /// How long the socket waits for its one connection.
+  public static let acceptTimeoutMs: Int64 = 10_000
+}
+
+/// Which of the standard streams a session carries. Shared rules of exec and attach:
+/// at least one stream, and no stderr with a terminal (it merges stderr into stdout).
+public struct SessionStreams: Codable, Sendable, Equatable {
+  public var tty: Bool
+  public var stdin: Bool
+  public var stdout: Bool
+  public var stderr: Bool
+
+  public init(tty: Bool = false, stdin: Bool = false, stdout: Bool = true, stderr: Bool = true) {
+    self.tty = tty
+    self.stdin = stdin
+    self.stdout = stdout
+    self.stderr = stderr
+  }
+
+  public func validate(_ call: String) throws(CrispError) {
+    guard stdin || stdout || stderr else {
+      throw CrispError(.invalidArgument, "\(call): at least one of stdin, stdout and stderr must be set")
+    }
+    guard !(tty && stderr) else {
+      throw CrispError(.invalidArgument, "\(call): tty and stderr cannot both be set (a terminal merges stderr)")
+    }
+  }
+}
+
+/// Starts `command` in the running container (`runc exec` with the container's own
+/// process settings, `args` replaced; with a terminal of `width`×`height` when `tty`)
+/// once frontd connects to the answered socket, and relays its stdio there. The end
+/// frame carries the exit code, or the error that kept the command from starting.
+/// frontd closing the socket before the end frame kills the command (SIGKILL to it
+/// and its descendants). Refused with `failedPrecondition` unless the container runs.
+public enum ShimStreamExec: IPCMethod {
+  public static let name = "shim.streamExec"
+  /// Bytes of `command` (all arguments together), as a sanity bound.
+  public static let maxCommandBytes = 256 << 10
+
+  public struct Request: Codable, Sendable, Equatable {
+    public var command: [String]
+    public var tty: Bool
+    public var stdin: Bool
+    public var stdout: Bool
+    public var stderr: Bool
+    /// The terminal's initial size (with `tty`); absent or 0: the kernel's default.
+    public var width: UInt16?
+    public var height: UInt16?
+
+    public init(
+      command: [String], tty: Bool = false, stdin: Bool = false, stdout: Bool = true, stderr: Bool = true,
+      width: UInt16? = nil, height: UInt16? = nil
+    ) {
+      self.command = command
+      self.tty = tty
+      self.stdin = stdin
+      self.stdout = stdout
+      self.stderr = stderr
+      self.width = width
+      self.height = height
+    }
+
+    public var streams: SessionStreams { SessionStreams(tty: tty, stdin: stdin, stdout: stdout, stderr: stderr) }
+
+    public func validate() throws(CrispError) {
+      guard !command.isEmpty, !command[0].isEmpty else {
+        throw CrispError(.invalidArgument, "shim.streamExec: command must name a program to run, got \(command)")
+      }
+      let bytes = command.reduce(0) { $0 + $1.utf8.count + 1 }
+      guard bytes <= ShimStreamExec.maxCommandBytes else {
+        throw CrispError(
+          .invalidArgument, "shim.streamExec: command of \(bytes) bytes exceeds \(ShimStreamExec.maxCommandBytes)")
+      }
+      guard !command.contains(where: { $0.utf8.contains(0) }) else {
+        throw CrispError(.invalidArgument, "shim.streamExec: command arguments must not contain NUL bytes")
+      }
+      try streams.validate("shim.streamExec")
+      guard tty || (width ?? 0) == 0 && (height ?? 0) == 0 else {
+        throw CrispError(.invalidArgument, "shim.streamExec: width and height need tty")
+      }
+    }
+  }
+  public typealias Response = SessionSocket
+}
+
+/// Attaches to the container's own stdio, which its shim holds: the container's
+/// output (also still written to the CRI log) is copied to the session, and stdin
+/// from the session goes to the container's stdin when it was created with stdin
+/// (CRI `stdin`); with `stdin_once`, the container's stdin closes when the first
+/// session with stdin ends. The end frame carries the container's exit code. frontd
+/// closing the socket only detaches. `tty` must match the container's terminal.
+public enum ShimStreamAttach: IPCMethod {
+  public static let name = "shim.streamAttach"
+  public typealias Request = SessionStreams
+  public typealias Response = SessionSocket
 }
