@@ -32,6 +32,7 @@ struct NetdCommand: AsyncParsableCommand {
     let caps = try DaemonPrivileges.restrictCapabilities(to: CrispConfig.keptCapabilities(config.netd.capabilities))
     let paths = config.paths
     let configs = CNIConfigDirectory(path: config.netd.cniConfigDir, defaultNetwork: config.netd.cniDefaultNetwork)
+    let podCIDRs = PodCIDRs(file: paths.cniCacheDir + "/pod-cidr", logger: logger)
     let networks = PodNetworks(
       pinner: NamespacePinner(directory: paths.namespacesDir),
       configs: configs,
@@ -39,7 +40,7 @@ struct NetdCommand: AsyncParsableCommand {
         pluginDirs: config.netd.cniPluginDirs, timeoutMs: config.netd.cniPluginTimeoutMs, logger: logger),
       store: PodNetworkStore(directory: paths.cniCacheDir + "/pods"),
       lockTimeoutMs: config.ipc.requestTimeoutMs,
-      logger: logger)
+      logger: logger, podCIDRs: podCIDRs)
 
     let identity = DaemonIdentity(name: "netd")
     var router = IPCRouter()
@@ -58,6 +59,13 @@ struct NetdCommand: AsyncParsableCommand {
     router.register(PodNetworkStatus.self) { request in try await networks.status(request.podID) }
     router.register(PodNetworkCheck.self) { request in try await networks.check(request.podID) }
     router.register(PodNetworkList.self) { _ in PodNetworkList.Response(pods: await networks.list()) }
+    let counters = PodNetworkCounters(
+      store: PodNetworkStore(directory: paths.cniCacheDir + "/pods"),
+      pinner: NamespacePinner(directory: paths.namespacesDir))
+    router.register(PodNetworkStats.self) { request in try counters.read(request.podID) }
+    router.register(NetUpdateRuntimeConfig.self) { request in
+      NetUpdateRuntimeConfig.Response(podCIDRs: try podCIDRs.update(request.podCIDR))
+    }
     let forwarder = PortForwarder(directory: paths.runRoot + "/portforward", networks: networks, logger: logger)
     router.register(NetPortForward.self) { request in try await forwarder.open(request) }
 

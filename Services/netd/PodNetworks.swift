@@ -12,12 +12,15 @@ actor PodNetworks {
   private let store: PodNetworkStore
   private let logger: Logger
   private let locks: KeyedLock
+  /// kubelet's pod CIDR, for configurations that leave their subnet to the node.
+  private let podCIDRs: PodCIDRs?
 
   init(
     pinner: NamespacePinner, configs: CNIConfigDirectory, invoker: CNIInvoker, store: PodNetworkStore,
-    lockTimeoutMs: Int, logger: Logger
+    lockTimeoutMs: Int, logger: Logger, podCIDRs: PodCIDRs? = nil
   ) {
     locks = KeyedLock(timeoutMs: lockTimeoutMs)
+    self.podCIDRs = podCIDRs
     self.pinner = pinner
     self.configs = configs
     self.invoker = invoker
@@ -68,7 +71,7 @@ actor PodNetworks {
       case .success(let loaded):
         // A missing plugin binary is refused before anything is created.
         for type in loaded.pluginTypes { _ = try invoker.pluginPath(type) }
-        network = loaded
+        network = try podCIDRs?.apply(to: loaded) ?? loaded
       case .failure(let error):
         throw CrispError(
           .failedPrecondition, "cannot set up the network of pod \(request.podID.prefix(12)): \(error.message)")

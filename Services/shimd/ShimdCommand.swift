@@ -253,6 +253,7 @@ func runShim(_ options: ShimOptions, logger: Logger) async -> Int32 {
       return Empty()
     }
     router.register(ShimDelete.self) { _ in try await shim.delete() }
+    router.register(ShimUpdateResources.self) { request in try await shim.updateResources(request) }
 
     let address = CrispPaths.ipcAddress(paths.shimSocket(containerID: settings.id))
     let server: IPCServer

@@ -118,4 +118,12 @@ int crisp_connect_in_netns(const char *netns_path, unsigned short port, int time
 int crisp_set_window_size(int fd, unsigned short columns, unsigned short rows);
 int crisp_get_window_size(int fd, unsigned short *columns, unsigned short *rows);
 
+/// Reads up to `capacity` bytes of `file` (`/proc/thread-self/net/dev`) from inside the
+/// network namespace pinned at `netns_path` (the caller's own when empty), on a
+/// short-lived thread that enters the namespace and ends, so no thread of the caller
+/// ever changes namespace. Returns the byte count, or -1 with *error (an errno value)
+/// and *step (0 thread, 1 open the namespace, 2 setns, 3 open the file, 4 read).
+ssize_t crisp_read_in_netns(const char *netns_path, const char *file, char *buffer, size_t capacity, int *error,
+                            int *step);
+
 #endif
