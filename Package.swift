@@ -225,6 +225,16 @@ let package = Package(
       dependencies: ["CrispTestSupport", "ImagedKit", "CArchive", "CrispCore", "CrispOCI"],
       path: "Tests/ImagedTests"),
     .testTarget(
+      name: "StreamingTests",
+      dependencies: [
+        "CrispTestSupport", "Streaming", "CZlib", "CrispCore",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+      ],
+      path: "Tests/StreamingTests",
+      exclude: ["Fixtures"]),
+    .testTarget(
       name: "EndToEndTests",
       dependencies: [
         "CrispTestSupport",

@@ -356,7 +356,10 @@ final class SPDYConnectionHandler: ChannelInboundHandler {
         stream.sendWindow -= chunk.readableBytes
         sessionSendWindow -= chunk.readableBytes
       } else {
+        // Counted all the same: a client that starts flow control later starts from the truth.
         stream.pending.removeFirst()
+        stream.sendWindow -= chunk.readableBytes
+        sessionSendWindow -= chunk.readableBytes
       }
       streams[streamID] = stream
       context.write(wrapOutboundOut(.data(streamID: streamID, fin: fin, payload: chunk)), promise: nil)
