@@ -19,8 +19,10 @@ public final class IPCClient: Sendable {
   private let socket: NNGSocket
   private let pipes: PipeCounter
 
-  /// How long a call waits for a connection to a daemon that is not connected.
-  static let connectGraceMs: Int64 = 5_000
+  /// How long after a connection was lost (or the client was made) a call still waits
+  /// for one: a daemon restarting is back well within it; a daemon down for longer
+  /// fails calls at once.
+  public let connectGraceMs: Int64
 
   /// Counts live connections (NNG pipes), so an error can tell "down" from "slow",
   /// and holds the receives waiting for an answer, so that a lost connection can
@@ -28,6 +30,8 @@ public final class IPCClient: Sendable {
   final class PipeCounter: Sendable {
     struct AIO: @unchecked Sendable { let raw: OpaquePointer }
     let count = Atomic<Int>(0)
+    /// When the last connection went away (monotonic ms); the creation time at first.
+    let downSince = Atomic<Int64>(MonotonicClock.milliseconds())
     private let waiting = Mutex<(next: UInt64, aios: [UInt64: AIO], lost: Set<UInt64>)>((0, [:], []))
 
     func track(_ aio: OpaquePointer) -> UInt64 {
@@ -57,8 +61,11 @@ public final class IPCClient: Sendable {
     }
   }
 
-  public init(peer: String, address: String, defaultTimeoutMs: Int32 = 5_000) throws(NNGError) {
+  public init(
+    peer: String, address: String, defaultTimeoutMs: Int32 = 5_000, connectGraceMs: Int64 = 2_000
+  ) throws(NNGError) {
     self.peer = peer
+    self.connectGraceMs = connectGraceMs
     self.address = address
     self.defaultTimeoutMs = defaultTimeoutMs
     socket = try NNGSocket(.req)
@@ -77,7 +84,9 @@ public final class IPCClient: Sendable {
           socket.raw, NNG_PIPE_EV_REM_POST,
           { _, _, arg in
             let pipes = Unmanaged<PipeCounter>.fromOpaque(arg!).takeUnretainedValue()
-            pipes.count.subtract(1, ordering: .relaxed)
+            if pipes.count.subtract(1, ordering: .relaxed).newValue == 0 {
+              pipes.downSince.store(MonotonicClock.milliseconds(), ordering: .relaxed)
+            }
             pipes.connectionLost()
           }, arg), "watch connections")
       // A restarted daemon is found again within half a second.
@@ -123,7 +132,8 @@ public final class IPCClient: Sendable {
     let start = MonotonicClock.milliseconds()
     // Not connected: the request waits in NNG for a connection, but only for a short
     // grace (a daemon restarting), not for the whole deadline of a long call.
-    let sendTimeoutMs = isConnected ? timeoutMs : min(timeoutMs, Int32(Self.connectGraceMs))
+    let graceLeft = connectGraceMs - (start - pipes.downSince.load(ordering: .relaxed))
+    let sendTimeoutMs = isConnected ? timeoutMs : min(timeoutMs, Int32(clamping: max(graceLeft, 20)))
     let ctx: NNGContext
     let aio: AsyncAIO
     do {

@@ -112,6 +112,31 @@ import Testing
     #expect(elapsed < .seconds(3))
   }
 
+  /// A daemon down for longer than the grace fails even a call with a long deadline at
+  /// once; one that comes back within it is waited for.
+  @Test func aPeerDownPastTheGraceFailsLongCallsAtOnce() async throws {
+    let dir = try makeTemporaryDirectory(prefix: "crisp-ipc")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let address = "ipc://\(dir)/down.ipc"
+    let client = try IPCClient(peer: "netd", address: address, defaultTimeoutMs: 30_000, connectGraceMs: 200)
+    let clock = ContinuousClock()
+    var started = clock.now
+    let first = await #expect(throws: CrispError.self) { try await client.call(Ping.self, Ping.Request()) }
+    #expect(first?.code == .unavailable)
+    #expect(clock.now - started < .seconds(5), "waited for the 30 s deadline instead of the 200 ms grace")
+    started = clock.now
+    await #expect(throws: CrispError.self) { try await client.call(Ping.self, Ping.Request()) }
+    #expect(clock.now - started < .seconds(1), "the grace is spent: the second call fails at once")
+
+    // Back: the client reconnects by itself and the next call is answered.
+    let server = try IPCServer(address: address, router: IPCRouter(), logger: .init(label: "test"))
+    let serving = Task { await server.run() }
+    try await waitUntil("the client reconnects", timeout: .seconds(10)) { client.isConnected }
+    #expect(try await client.call(Ping.self, Ping.Request(payload: "back")).payload == "back")
+    server.close()
+    await serving.value
+  }
+
   @Test func theClientRecoversWhenThePeerComesBack() async throws {
     let dir = try makeTemporaryDirectory(prefix: "crisp-ipc")
     defer { try? FileManager.default.removeItem(atPath: dir) }
