@@ -237,7 +237,7 @@ let package = Package(
     .testTarget(
       name: "EndToEndTests",
       dependencies: [
-        "CrispTestSupport",
+        "CrispTestSupport", "CrispCgroups",
         "CrispCore", "CrispIPC", "CRIAPI", "CrispConfig", "CrispLinux",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),

@@ -1,6 +1,7 @@
 import CrispConfig
 import CrispCore
 import CrispDaemon
+import CrispIPC
 import CrispLinux
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -43,21 +44,26 @@ enum FrontDaemon {
     let peers = try DaemonPeers(config: config)
     let runtime = try RuntimeContext(config: config, peers: peers, logger: logger)
     await runtime.reconcile()
+    let runtimeService = RuntimeService(
+      peers: peers, runtime: runtime, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
+      identity: DaemonIdentity(name: "cri-frontd"), logger: logger)
+    // The shims push container starts and exits here (GetContainerEvents).
+    let shimEvents = try IPCEventReceiver(address: CrispPaths.ipcAddress(paths.eventsSocket), logger: logger)
+    defer { shimEvents.close() }
     let server = GRPCServer(
       transport: .http2NIOPosix(listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext),
-      services: [
-        RuntimeService(
-          peers: peers, runtime: runtime, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
-          identity: DaemonIdentity(name: "cri-frontd"), logger: logger),
-        ImageService(peers: peers, logger: logger),
-      ])
+      services: [runtimeService, ImageService(peers: peers, logger: logger)])
 
     try await withThrowingDiscardingTaskGroup { tasks in
       tasks.addTask { try await server.serve() }
+      tasks.addTask { await runtimeService.runContainerEvents(shimEvents) }
       tasks.addTask {
         let signo = await signals.wait()
         logger.info("shutting down", metadata: ["signal": "\(signo)"])
         SystemdNotify.send("STOPPING=1")
+        // Event streams never end on their own: end them, and the event pump.
+        shimEvents.close()
+        runtimeService.events.close()
         server.beginGracefulShutdown()
       }
       _ = try await server.listeningAddress

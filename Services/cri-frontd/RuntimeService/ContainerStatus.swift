@@ -56,26 +56,8 @@ extension RuntimeService {
         throw CrispError(.notFound, "container \"\(request.containerID)\" not found")
       }
       let view = try await view(record)
-      var status = Runtime_V1_ContainerStatus()
-      status.id = record.id
-      status.metadata = view.config.metadata
-      status.state = view.state
-      status.createdAt = record.createdAt
-      status.startedAt = view.startedAt
-      status.finishedAt = view.finishedAt
-      status.exitCode = view.exitCode
-      status.image = view.config.image
-      status.imageRef = record.imageID
-      status.imageID = record.imageID
-      status.reason = view.reason
-      status.message = view.message
-      status.labels = view.config.labels
-      status.annotations = view.config.annotations
-      status.mounts = view.config.mounts
-      status.logPath = record.logPath
-      if view.config.hasLinux { status.resources.linux = view.config.linux.resources }
       var response = Runtime_V1_ContainerStatusResponse()
-      response.status = status
+      response.status = status(of: view)
       if request.verbose {
         let bundle = ContainerBundle(paths: runtime.paths, containerID: record.id)
         var info: [String: Any] = ["pid": view.pid, "sandboxID": record.podID]
@@ -90,6 +72,30 @@ extension RuntimeService {
       }
       return response
     }
+  }
+
+  /// The CRI status of a container (ContainerStatus, and the container events).
+  func status(of view: ContainerView) -> Runtime_V1_ContainerStatus {
+    let record = view.record
+    var status = Runtime_V1_ContainerStatus()
+    status.id = record.id
+    status.metadata = view.config.metadata
+    status.state = view.state
+    status.createdAt = record.createdAt
+    status.startedAt = view.startedAt
+    status.finishedAt = view.finishedAt
+    status.exitCode = view.exitCode
+    status.image = view.config.image
+    status.imageRef = record.imageID
+    status.imageID = record.imageID
+    status.reason = view.reason
+    status.message = view.message
+    status.labels = view.config.labels
+    status.annotations = view.config.annotations
+    status.mounts = view.config.mounts
+    status.logPath = record.logPath
+    if view.config.hasLinux { status.resources.linux = view.config.linux.resources }
+    return status
   }
 
   func listContainers(request: Runtime_V1_ListContainersRequest, context: ServerContext) async throws

@@ -11,26 +11,8 @@ extension RuntimeService {
       guard let pod = try runtime.resolvePod(request.podSandboxID) else {
         throw CrispError(.notFound, "pod sandbox \"\(request.podSandboxID)\" not found")
       }
-      let config = try Self.decodePodConfig(pod)
-      var status = Runtime_V1_PodSandboxStatus()
-      status.id = pod.id
-      status.metadata = config.metadata
-      status.state = pod.state == .ready ? .sandboxReady : .sandboxNotready
-      status.createdAt = pod.createdAt
-      if let first = pod.ips.first {
-        status.network.ip = first
-        status.network.additionalIps = pod.ips.dropFirst().map {
-          var ip = Runtime_V1_PodIP()
-          ip.ip = $0
-          return ip
-        }
-      }
-      status.linux.namespaces.options = config.linux.securityContext.namespaceOptions
-      status.labels = config.labels
-      status.annotations = config.annotations
-      status.runtimeHandler = pod.runtimeHandler
       var response = Runtime_V1_PodSandboxStatusResponse()
-      response.status = status
+      response.status = try podStatus(pod)
       if request.verbose {
         let info: [String: Any] = [
           "namespaces": ["network": pod.netns, "ipc": pod.ipcns, "uts": pod.utsns],
@@ -42,6 +24,29 @@ extension RuntimeService {
       }
       return response
     }
+  }
+
+  /// The CRI status of a pod (PodSandboxStatus, and the container events).
+  func podStatus(_ pod: PodRecord) throws(CrispError) -> Runtime_V1_PodSandboxStatus {
+    let config = try Self.decodePodConfig(pod)
+    var status = Runtime_V1_PodSandboxStatus()
+    status.id = pod.id
+    status.metadata = config.metadata
+    status.state = pod.state == .ready ? .sandboxReady : .sandboxNotready
+    status.createdAt = pod.createdAt
+    if let first = pod.ips.first {
+      status.network.ip = first
+      status.network.additionalIps = pod.ips.dropFirst().map {
+        var ip = Runtime_V1_PodIP()
+        ip.ip = $0
+        return ip
+      }
+    }
+    status.linux.namespaces.options = config.linux.securityContext.namespaceOptions
+    status.labels = config.labels
+    status.annotations = config.annotations
+    status.runtimeHandler = pod.runtimeHandler
+    return status
   }
 
   static func decodePodConfig(_ pod: PodRecord) throws(CrispError) -> Runtime_V1_PodSandboxConfig {

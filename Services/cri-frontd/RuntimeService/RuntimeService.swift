@@ -12,6 +12,10 @@ struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
   let healthTimeoutMs: Int32
   let identity: DaemonIdentity
   let logger: Logger
+  /// Cgroup locations, CPU readings and writable-layer sizes kept between stats calls.
+  let stats = StatsCollector()
+  /// Container events for GetContainerEvents subscribers.
+  let events = ContainerEventHub()
 
   /// Runs a call's body, handing crisp errors to kubelet as their gRPC status.
   func rpc<T: Sendable>(_ body: () async throws(CrispError) -> T) async throws -> T {

@@ -15,7 +15,8 @@ extension RuntimeService {
         guard let shim = runtime.shims.client(record.id) else {
           throw CrispError(.failedPrecondition, "container \(record.id) has no monitor left; remove it")
         }
-        _ = try await shim.call(ShimStart.self, Empty(), timeoutMs: 60_000)
+        let state = try await shim.call(ShimStart.self, Empty(), timeoutMs: 60_000)
+        events.record(.started, containerID: record.id, podID: record.podID, at: state.startedAt)
       }
       logger.info("container started", metadata: ["container": "\(record.id)"])
       return .init()

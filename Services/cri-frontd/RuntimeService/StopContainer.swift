@@ -25,8 +25,11 @@ extension RuntimeService {
   func stop(_ record: ContainerRecord, timeoutSeconds: Int64) async throws(CrispError) {
     guard let shim = runtime.shims.client(record.id) else { return }
     let deadline = Int32(clamping: (timeoutSeconds + 30) * 1000)
-    _ = try await shim.call(
+    let state = try await shim.call(
       ShimStop.self, .init(timeoutSeconds: timeoutSeconds, signal: record.stopSignal), timeoutMs: deadline)
+    if state.state == .exited {
+      events.record(.stopped, containerID: record.id, podID: record.podID, at: state.finishedAt)
+    }
     logger.info("container stopped", metadata: ["container": "\(record.id)"])
   }
 }

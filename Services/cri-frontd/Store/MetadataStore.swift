@@ -171,6 +171,13 @@ final class MetadataStore: Sendable {
     }
   }
 
+  /// The container's config after UpdateContainerResources changed its resources.
+  func updateContainerConfig(_ id: String, config: [UInt8]) throws(CrispError) {
+    try write("update container \(id)") { db in
+      try db.execute(sql: "UPDATE containers SET config = ? WHERE id = ?", arguments: [Data(config), id])
+    }
+  }
+
   func deleteContainer(_ id: String) throws(CrispError) {
     try write("delete container \(id)") { db in
       try db.execute(sql: "DELETE FROM containers WHERE id = ?", arguments: [id])
