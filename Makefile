@@ -5,7 +5,7 @@ SWIFT        ?= swift
 PREFIX       ?= /usr/local
 BINDIR       ?= $(PREFIX)/bin
 CONFIG       ?= /etc/crisp/crisp.toml
-DAEMONS      := cri-frontd imaged netd shimd crisp-pause
+DAEMONS      := cri-frontd imaged netd shimd crisp-pause crisp-launcher
 RELEASE_DIR   = .build/release
 DEBUG_DIR     = .build/debug
 

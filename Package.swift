@@ -12,6 +12,7 @@ let package = Package(
     .executable(name: "netd", targets: ["netd"]),
     .executable(name: "shimd", targets: ["shimd"]),
     .executable(name: "crisp-pause", targets: ["crisp-pause"]),
+    .executable(name: "crisp-launcher", targets: ["crisp-launcher"]),
     .executable(name: "crispctl", targets: ["crispctl"]),
     .executable(name: "crisp-bench", targets: ["crisp-bench"]),
   ],
@@ -175,6 +176,16 @@ let package = Package(
     // PID 1 of pods that share one PID namespace: C, static, nothing else in its rootfs.
     .executableTarget(
       name: "crisp-pause", path: "Services/crisp-pause", linkerSettings: [.unsafeFlags(["-static-executable", "-nostartfiles", "-Xclang-linker", "-no-pie", "-Xlinker", "--gc-sections", "-Xlinker", "-s"])]),
+    // cri-frontd's privileged hand: runs shimd and the runtime for a frontd that has
+    // no capability and a seccomp filter its children would inherit. C, static.
+    .executableTarget(
+      name: "crisp-launcher", path: "Services/crisp-launcher",
+      linkerSettings: [
+        .unsafeFlags([
+          "-static-executable", "-nostartfiles", "-Xclang-linker", "-no-pie", "-Xlinker", "--gc-sections", "-Xlinker",
+          "-s",
+        ])
+      ]),
 
     .executableTarget(
       name: "crispctl",

@@ -16,6 +16,12 @@ enum FrontDaemon {
   static func run(configPath: String?, logLevel: String?) async throws {
     let signals = TerminationSignals()
     let (config, logger) = try DaemonStartup.load(daemon: .frontd, configPath: configPath, logLevel: logLevel)
+    // The launcher first, with root's capabilities; then frontd drops its own (which
+    // re-executes it: the launcher's channel is adopted across that).
+    let launcher = try Launcher.startOrAdopt(
+      executable: RuntimeContext.besideFrontd("crisp-launcher"), allowed: RuntimeContext.launchable(config),
+      logger: logger)
+    let caps = try DaemonPrivileges.restrictCapabilities(to: CrispConfig.keptCapabilities(config.frontd.capabilities))
     let paths = config.paths
     let socketPath = config.criSocketPath
 
@@ -42,7 +48,7 @@ enum FrontDaemon {
     defer { unlink(socketPath) }
 
     let peers = try DaemonPeers(config: config)
-    let runtime = try RuntimeContext(config: config, peers: peers, logger: logger)
+    let runtime = try RuntimeContext(config: config, peers: peers, launcher: launcher, logger: logger)
     await runtime.reconcile()
     let runtimeService = RuntimeService(
       peers: peers, runtime: runtime, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
@@ -50,6 +56,7 @@ enum FrontDaemon {
     // The shims push container starts and exits here (GetContainerEvents).
     let shimEvents = try IPCEventReceiver(address: CrispPaths.ipcAddress(paths.eventsSocket), logger: logger)
     defer { shimEvents.close() }
+    try confine(seccomp: config.seccomp, action: config.seccompAction, caps: caps, profile: .frontd, logger: logger)
     let server = GRPCServer(
       transport: .http2NIOPosix(listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext),
       services: [runtimeService, ImageService(peers: peers, logger: logger)])

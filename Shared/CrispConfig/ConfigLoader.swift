@@ -73,6 +73,7 @@ extension CrispConfig {
       }
       try frontd.string("shimd_path", into: &config.frontd.shimdPath, check: optionalAbsolutePath)
       try frontd.string("pause_path", into: &config.frontd.pausePath, check: optionalAbsolutePath)
+      try frontd.strings("capabilities", into: &config.frontd.capabilities, check: capabilityName)
       try frontd.string("cgroup_driver", into: &config.frontd.cgroupDriver) { value in
         ["cgroupfs", "systemd"].contains(value) ? nil : "must be \"cgroupfs\" or \"systemd\", got \"\(value)\""
       }

@@ -49,6 +49,9 @@ extension CrispConfig {
       shimd_path = \(quote(frontd.shimdPath))
       # crisp-pause, PID 1 of pods that share one PID namespace; empty means beside cri-frontd.
       pause_path = \(quote(frontd.pausePath))
+      # Capabilities cri-frontd keeps while serving: none (crisp-launcher, started before
+      # frontd drops them, runs shimd and the runtime). ["ALL"] keeps all, for debugging.
+      capabilities = [\(frontd.capabilities.map(quote).joined(separator: ", "))]
       # "cgroupfs" or "systemd": must match kubelet's cgroupDriver.
       cgroup_driver = \(quote(frontd.cgroupDriver))
       # The RuntimeDefault seccomp profile (containers' seccomp.json format).

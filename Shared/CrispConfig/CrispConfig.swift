@@ -54,6 +54,9 @@ public struct CrispConfig: Sendable, Equatable {
     /// More runtime handlers (RunPodSandbox's `runtime_handler`): name → an OCI runtime
     /// with runc's command line (crun, runsc, kata-runtime...). `runc` is `runtimePath`.
     public var runtimeHandlers: [String: String] = [:]
+    /// Capabilities cri-frontd keeps while it serves: none. shimd and the runtime are
+    /// started by crisp-launcher, which keeps root's. ["ALL"] keeps all (debugging).
+    public var capabilities: [String] = []
     /// The infra process of pods that share one PID namespace; empty means the one
     /// beside cri-frontd.
     public var pausePath = ""

@@ -24,6 +24,9 @@ public struct CrispPaths: Sendable, Equatable {
   public var imagesDir: String { root + "/images" }
   public var cniCacheDir: String { root + "/cni" }
 
+  /// A pod's /dev/shm tmpfs, mounted by netd beside the pod's pinned namespaces.
+  public func podSharedMemory(_ podID: String) -> String { namespacesDir + "/" + podID + "/shm" }
+
   public func shimSocket(containerID: String) -> String { shimsDir + "/" + containerID + ".ipc" }
 
   /// NNG address of a socket path.

@@ -22,6 +22,11 @@ public struct SeccompProfile: Sendable {
 
   /// imaged talks to registries; it never enters or makes namespaces.
   public static let imaged = SeccompProfile(denied: common + ["setns", "unshare"], socketFamilies: inetFamilies)
+  /// cri-frontd mounts nothing and enters no namespace (its launcher, started before
+  /// this filter, does what needs that); it needs no netlink.
+  public static let frontd = SeccompProfile(
+    denied: common + ["mount", "umount2", "setns", "unshare"],
+    socketFamilies: [Int32(AF_UNIX), Int32(AF_INET), Int32(AF_INET6)])
   /// netd makes and enters namespaces and mounts them; its CNI plugins inherit this.
   public static let netd = SeccompProfile(denied: common, socketFamilies: inetFamilies)
 }

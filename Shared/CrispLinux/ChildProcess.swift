@@ -17,6 +17,13 @@ public enum ChildProcess {
     public var stdout: [UInt8]
     public var stderr: [UInt8]
     public var timedOut: Bool
+
+    public init(status: Int32, stdout: [UInt8], stderr: [UInt8], timedOut: Bool) {
+      self.status = status
+      self.stdout = stdout
+      self.stderr = stderr
+      self.timedOut = timedOut
+    }
   }
 
   public static func run(

@@ -53,7 +53,9 @@ import Testing
       #expect(resolv.contains("options ndots:5"))
       #expect(readWholeFile(dir + "/hostname") == "web\n")
       #expect(readWholeFile(dir + "/hosts").contains("\(status.network.ip)\tweb"))
-      #expect(crisp.mounts().contains { $0.contains(dir + "/shm") && $0.contains("tmpfs") })
+      // Its /dev/shm: a tmpfs netd mounted beside the pod's pinned IPC namespace.
+      let shm = crisp.paths.podSharedMemory(id)
+      #expect(crisp.mounts().contains { $0.contains(" \(shm) ") && $0.contains("tmpfs") })
 
       // Listing: by ID prefix, state and labels.
       let second = try await crisp.runPod(Self.podConfig(name: "db"))
@@ -66,7 +68,7 @@ import Testing
       status = try await crisp.podStatus(id).status
       #expect(status.state == .sandboxNotready)
       #expect(network.leasedIPs().count == 1, "the stopped pod's IP is released")
-      #expect(!crisp.mounts().contains { $0.contains(dir + "/shm") })
+      #expect(!crisp.mounts().contains { $0.contains(" \(shm) ") }, "the stopped pod's /dev/shm is unmounted")
       #expect(try await crisp.listPods(state: .sandboxNotready).map(\.id) == [id])
       try await crisp.stopPod(id)  // idempotent
 

@@ -38,6 +38,41 @@ import Testing
     }
   }
 
+  /// cri-frontd serves with nothing: no capability in any set, no_new_privs, a filter
+  /// without mount, umount2, setns and unshare. Its launcher keeps root's powers, and
+  /// containers still get theirs (ContainerTests checks the default set from inside).
+  @Test func frontdServesWithNoCapabilityAndItsLauncherKeepsThem() async throws {
+    try await withCrisp { crisp in
+      try await crisp.startAll()
+      let frontd = ProcessStatus(pid: try #require(crisp.pid(.frontd)))
+      for set in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+        #expect(frontd.capabilityMask(set) == 0, "cri-frontd \(set) \(frontd.fields[set] ?? "")")
+      }
+      #expect(frontd.fields["Seccomp"] == "2")
+      #expect(frontd.fields["NoNewPrivs"] == "1")
+      let log = crisp.log(.frontd)
+      #expect(log.contains("mount,umount2,setns,unshare"), "the filter is logged")
+
+      let launchers = (try FileManager.default.contentsOfDirectory(atPath: "/proc")).compactMap { entry -> Int32? in
+        guard let pid = Int32(entry) else { return nil }
+        let status = ProcessStatus(pid: pid)
+        let cmdline = readWholeFile("/proc/\(entry)/cmdline")
+        return cmdline.hasSuffix("crisp-launcher\0") || cmdline.contains("crisp-launcher\0")
+          ? (status.fields["PPid"] == "\(crisp.pid(.frontd) ?? -1)" ? pid : nil) : nil
+      }
+      let launcher = ProcessStatus(pid: try #require(launchers.first, "frontd's crisp-launcher"))
+      #expect(launcher.fields["Seccomp"] == "0")
+      #expect(launcher.capabilityMask("CapEff") != 0)
+
+      // frontd gone: its launcher sees the channel close and exits.
+      try await crisp.stop(.frontd, signal: SIGKILL)
+      try await waitUntil("the launcher exits with frontd", timeout: .seconds(10)) {
+        !FileManager.default.fileExists(atPath: "/proc/\(launchers[0])/cmdline")
+          || readWholeFile("/proc/\(launchers[0])/stat").contains(") Z ")
+      }
+    }
+  }
+
   @Test func aCapabilityListFromTheConfigIsWhatTheDaemonKeeps() async throws {
     try await withCrisp(imagedConfig: "capabilities = [\"CAP_CHOWN\", \"CAP_FOWNER\"]") { crisp in
       try crisp.start(.imaged)

@@ -35,8 +35,9 @@ struct ContainerBundle {
     return try? JSONDecoder().decode(ContainerExitRecord.self, from: data)
   }
 
+  /// Removes the directory; a root filesystem still mounted in it (its shim died) must
+  /// be unmounted first (`ChildProcessRunner.unmount`): frontd itself cannot.
   func remove() {
-    umount2(directory + "/rootfs", Int32(MNT_DETACH))
     try? FileManager.default.removeItem(atPath: directory)
   }
 }

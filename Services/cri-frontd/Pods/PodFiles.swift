@@ -6,13 +6,11 @@ import Foundation
   import Glibc
 #endif
 
-/// The files a pod's containers share: resolv.conf, hostname, hosts, and a /dev/shm
-/// tmpfs, under `<run_root>/pods/<id>/` (gone after a reboot, as the pod's
-/// namespaces are).
+/// The files a pod's containers share: resolv.conf, hostname and hosts, under
+/// `<run_root>/pods/<id>/` (gone after a reboot, as the pod's namespaces are). The
+/// pod's /dev/shm tmpfs is mounted by netd beside its pinned IPC namespace: frontd
+/// mounts nothing.
 enum PodFiles {
-  /// The pod's /dev/shm size, as CRI-O's default.
-  static let shmSize = "65536k"
-
   static func create(
     directory: String, config: Runtime_V1_PodSandboxConfig, hostname: String, ips: [String], hostNetwork: Bool,
     hostIPC: Bool
@@ -21,23 +19,9 @@ enum PodFiles {
     try write(directory + "/resolv.conf", resolvConf(config))
     try write(directory + "/hostname", hostname + "\n")
     try write(directory + "/hosts", hosts(hostname: hostname, ips: ips, hostNetwork: hostNetwork))
-    if !hostIPC {
-      try makeDirectories(directory + "/shm", mode: 0o1777)
-      if mount("shm", directory + "/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), "mode=1777,size=\(shmSize)")
-        != 0
-      {
-        throw CrispError(.internal, "cannot mount the pod's /dev/shm at \(directory)/shm: \(errnoText())")
-      }
-    }
-  }
-
-  /// Unmounts the pod's /dev/shm; the directory stays until `remove`.
-  static func unmountShm(_ directory: String) {
-    umount2(directory + "/shm", Int32(MNT_DETACH))
   }
 
   static func remove(_ directory: String) {
-    unmountShm(directory)
     try? FileManager.default.removeItem(atPath: directory)
   }
 

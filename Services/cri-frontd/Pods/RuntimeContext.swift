@@ -14,10 +14,13 @@ final class RuntimeContext: Sendable {
   let podLocks = KeyedLock(timeoutMs: 120_000)
   let containerLocks = KeyedLock(timeoutMs: 120_000)
   let shims: ShimClients
+  /// Starts shimd and the runtime: frontd itself may not (see Launcher).
+  let launcher: Launcher
   let logger: Logger
 
-  init(config: CrispConfig, peers: DaemonPeers, logger: Logger) throws(CrispError) {
+  init(config: CrispConfig, peers: DaemonPeers, launcher: Launcher, logger: Logger) throws(CrispError) {
     self.config = config
+    self.launcher = launcher
     paths = config.paths
     self.peers = peers
     self.logger = logger
@@ -29,12 +32,30 @@ final class RuntimeContext: Sendable {
   }
 
   /// The shimd executable: configured, or the one beside this cri-frontd.
-  var shimdPath: String {
+  var shimdPath: String { Self.shimdPath(config) }
+
+  static func shimdPath(_ config: CrispConfig) -> String {
     if !config.frontd.shimdPath.isEmpty { return config.frontd.shimdPath }
+    return besideFrontd("shimd")
+  }
+
+  /// An executable installed beside this cri-frontd.
+  static func besideFrontd(_ name: String) -> String {
     let me = CommandLine.arguments[0]
     let dir = me.contains("/") ? String(me[..<me.lastIndex(of: "/")!]) : "/usr/local/bin"
-    return dir + "/shimd"
+    return dir + "/" + name
   }
+
+  /// What crisp-launcher may run: shimd, every runtime handler's binary, and umount
+  /// (to unmount a root filesystem a dead shim left).
+  static func launchable(_ config: CrispConfig) -> [String] {
+    [shimdPath(config), config.frontd.runtimePath]
+      + config.frontd.runtimeHandlers.keys.sorted().compactMap {
+        config.frontd.runtimeHandlers[$0]
+      } + [umountPath]
+  }
+
+  static let umountPath = "/usr/bin/umount"
 
   /// Each runtime handler keeps its containers' state in its own directory (`--root`):
   /// runtimes do not share a state format.
@@ -42,10 +63,9 @@ final class RuntimeContext: Sendable {
     handler.isEmpty || handler == "runc" ? paths.runRoot + "/runc" : paths.runRoot + "/runtimes/" + handler
   }
 
-  /// crisp-pause: configured, or the one beside this cri-frontd.
   var pausePath: String {
     if !config.frontd.pausePath.isEmpty { return config.frontd.pausePath }
-    return String(shimdPath.dropLast("shimd".count)) + "crisp-pause"
+    return Self.besideFrontd("crisp-pause")
   }
 
   func resolveContainer(_ text: String) throws(CrispError) -> ContainerRecord? {

@@ -104,7 +104,7 @@ extension RuntimeService {
     return PodContext(
       podID: pod.id, networkNamespacePath: pod.netns, ipcNamespacePath: pod.ipcns, utsNamespacePath: pod.utsns,
       resolvConfPath: dir + "/resolv.conf", hostnamePath: dir + "/hostname", hostsPath: dir + "/hosts",
-      shmPath: hostIPC ? "/dev/shm" : dir + "/shm",
+      shmPath: hostIPC ? "/dev/shm" : runtime.paths.podSharedMemory(pod.id),
       hostname: readWholeFileOrEmpty(dir + "/hostname").trimmingCharacters(in: .whitespacesAndNewlines),
       cgroupParent: config.linux.cgroupParent)
   }
@@ -113,7 +113,8 @@ extension RuntimeService {
     let profile = try ContainerSeccompProfile.load(path: runtime.config.frontd.seccompProfile)
     let ownOOM =
       Int(readWholeFileOrEmpty("/proc/self/oom_score_adj").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-    let permitted = readWholeFileOrEmpty("/proc/self/status").split(separator: "\n")
+    // Containers get what the launcher (which starts shimd and runc) holds, not frontd.
+    let permitted = readWholeFileOrEmpty("/proc/\(runtime.launcher.pid)/status").split(separator: "\n")
       .first { $0.hasPrefix("CapPrm:") }.flatMap {
         UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
       }
@@ -162,7 +163,7 @@ extension RuntimeService {
     if tty { arguments.append("--tty") }
     if stdin { arguments.append("--stdin") }
     if stdinOnce { arguments.append("--stdin-once") }
-    let output = try await ChildProcess.run(
+    let output = try await runtime.launcher.run(
       path: runtime.shimdPath, arguments: arguments, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"],
       timeoutMs: 60_000)
     guard output.status == 0 else {

@@ -29,6 +29,8 @@ extension RuntimeService {
       // No shim (it died): delete what runc may still hold, best effort.
       let handler = (try? runtime.store.pod(record.podID))??.runtimeHandler ?? "runc"
       _ = try? await ChildProcessRunner.runtime(runtime, handler: handler, ["delete", "--force", record.id])
+      await ChildProcessRunner.unmount(
+        runtime, ContainerBundle(paths: runtime.paths, containerID: record.id).directory + "/rootfs")
     }
     ContainerBundle(paths: runtime.paths, containerID: record.id).remove()
     _ = try await peers.imaged.call(SnapshotRelease.self, .init(containerID: record.id))

@@ -5,7 +5,7 @@ import GRPCCore
 
 extension RuntimeService {
   /// Stops the pod's containers, runs CNI DEL (netd does so from its cache, also after
-  /// restarts) and unmounts the pod's /dev/shm. Idempotent: an unknown or already
+  /// restarts) and has netd unpin its namespaces and unmount its /dev/shm. Idempotent: an unknown or already
   /// stopped pod succeeds, as kubelet retries freely.
   func stopPodSandbox(request: Runtime_V1_StopPodSandboxRequest, context: ServerContext) async throws
     -> Runtime_V1_StopPodSandboxResponse
@@ -27,7 +27,6 @@ extension RuntimeService {
     }
     try await stopInfra(pod.id)
     _ = try await peers.netd.call(PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: runtime.networkTimeoutMs)
-    PodFiles.unmountShm(runtime.podDirectory(pod.id))
     if current.state != .notReady {
       var stopped = current
       stopped.state = .notReady

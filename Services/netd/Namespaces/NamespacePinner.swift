@@ -8,9 +8,13 @@ import CrispLinux
 #endif
 
 /// Creates a pod's network, IPC and UTS namespaces and pins each with a bind mount
-/// under `<run_root>/ns/<pod>/`, as CRI-O's pinns does: no process holds them.
+/// under `<run_root>/ns/<pod>/`, as CRI-O's pinns does: no process holds them. A pod
+/// with its own IPC namespace also gets its /dev/shm there (`shm`, a tmpfs): shared
+/// memory belongs with the IPC namespace, and frontd mounts nothing.
 struct NamespacePinner: Sendable {
   let directory: String
+  /// The pod's /dev/shm size, as CRI-O's default.
+  static let shmSize = "65536k"
 
   struct Kinds: OptionSet, Sendable {
     let rawValue: Int32
@@ -75,12 +79,28 @@ struct NamespacePinner: Sendable {
       default: throw CrispError(.internal, "cannot create namespaces: \(reason)")
       }
     }
+    if kinds.contains(.ipc) {
+      let shm = dir + "/shm"
+      if mkdir(shm, 0o1777) != 0 && errno != EEXIST {
+        let reason = String(cString: strerror(errno))
+        unpin(podID)
+        throw CrispError(.internal, "cannot create \(shm): \(reason)")
+      }
+      chmod(shm, 0o1777)  // mkdir's mode goes through the umask
+      if mount("shm", shm, "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), "mode=1777,size=\(Self.shmSize)") != 0 {
+        let reason = String(cString: strerror(errno))
+        unpin(podID)
+        throw CrispError(.internal, "cannot mount the pod's /dev/shm at \(shm): \(reason)")
+      }
+    }
     return namespaces
   }
 
   /// Unmounts and removes whatever is pinned for the pod; idempotent.
   func unpin(_ podID: String) {
     let dir = podDirectory(podID)
+    umount2(dir + "/shm", Int32(MNT_DETACH))
+    rmdir(dir + "/shm")
     for name in ["net", "ipc", "uts"] {
       let file = dir + "/" + name
       _ = crisp_unpin_namespace(file)
