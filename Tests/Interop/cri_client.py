@@ -38,7 +38,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--socket", required=True)
     parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("call", choices=["version", "status", "list-containers", "list-container-stats"])
+    parser.add_argument(
+        "call", choices=["version", "status", "list-containers", "list-container-stats", "checkpoint-container"])
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
 
@@ -53,8 +54,10 @@ def main():
                     reply = runtime.Status(pb.StatusRequest(verbose=args.verbose), timeout=args.timeout)
                 elif args.call == "list-containers":
                     reply = runtime.ListContainers(pb.ListContainersRequest(), timeout=args.timeout)
-                else:
+                elif args.call == "list-container-stats":
                     reply = runtime.ListContainerStats(pb.ListContainerStatsRequest(), timeout=args.timeout)
+                else:
+                    reply = runtime.CheckpointContainer(pb.CheckpointContainerRequest(), timeout=args.timeout)
             except grpc.RpcError as error:
                 print(json.dumps({"code": error.code().name, "details": error.details()}))
                 return 3
