@@ -20,6 +20,8 @@ APT_PACKAGES := libnng-dev libmbedtls-dev nng-utils libcap-dev libseccomp-dev li
                 docker-registry busybox-static zstd pigz openssl apache2-utils skopeo umoci sqlite3
 # PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
 PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
+# Where `make deps` unpacks kubectl for the streaming tests (StreamingTests read CRISP_KUBECTL).
+KUBECTL_DIR  := /tmp/k8sclient
 
 .PHONY: all deps build release run test bench install uninstall generate format clean cni-config registries-config seccomp-profile
 
@@ -32,6 +34,10 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	@python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install --quiet --root-user-action=ignore $(PIP_PACKAGES)
+	@# A real SPDY client for the streaming tests: Debian's kubectl 1.20, unpacked, not installed
+	@# (a node's own kubectl stays untouched).
+	@[ -x $(KUBECTL_DIR)/usr/bin/kubectl ] || (cd /tmp && apt-get download -qq kubernetes-client && \
+	  dpkg -x kubernetes-client_*.deb $(KUBECTL_DIR) && rm -f kubernetes-client_*.deb)
 
 build: deps
 	$(SWIFT) build

@@ -23,7 +23,9 @@ final class StreamingConnectionState {
 
 /// Answers every request that is not upgraded: the refusal an upgrader left, or 404/400 for
 /// plain requests. Then closes the connection (one request per connection here).
-final class StreamingHTTPHandler: ChannelInboundHandler {
+final class StreamingHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+  static let name = "crisp-streaming-http"
+
   typealias InboundIn = HTTPServerRequestPart
   typealias OutboundOut = HTTPServerResponsePart
 

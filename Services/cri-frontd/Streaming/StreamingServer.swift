@@ -152,9 +152,17 @@ public final class StreamingServer: Sendable {
     spdy.state = state
     try channel.pipeline.syncOperations.configureHTTPServerPipeline(
       withPipeliningAssistance: false,
-      withServerUpgrade: (upgraders: [spdy, webSocket], completionHandler: { _ in }),
+      // The upgrade handler calls this before the upgrader adds its handlers (at the end of
+      // the pipeline): the HTTP fallback must be gone by then, or it would see protocol bytes.
+      withServerUpgrade: (
+        upgraders: [spdy, webSocket],
+        completionHandler: { context in
+          context.pipeline.syncOperations.removeHandler(name: StreamingHTTPHandler.name, promise: nil)
+        }
+      ),
       withErrorHandling: true)
-    try channel.pipeline.syncOperations.addHandler(StreamingHTTPHandler(state: state, server: self))
+    try channel.pipeline.syncOperations.addHandler(
+      StreamingHTTPHandler(state: state, server: self), name: StreamingHTTPHandler.name)
   }
 
   /// A request that passed every check: its token was valid (and is now used up).

@@ -8,6 +8,9 @@ session framing of the streaming contract on the connection:
 Closing the connection before the end frame kills the command (as shimd does).
 Written separately from the server (no shared code)."""
 import fcntl, json, os, pty, signal, socket, struct, sys, termios, threading
+import signal as _signal
+# The test process (Swift, NIO) blocks signals in all threads and children inherit the mask.
+_signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 def main():
     path = sys.argv[1]

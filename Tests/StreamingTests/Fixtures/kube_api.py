@@ -5,6 +5,9 @@ are forwarded byte for byte to the URL in TARGET_FILE (the one crisp's RPC retur
 the request line rewritten, and the connection is spliced both ways after that.
 Usage: kube_api.py PORT_FILE TARGET_FILE"""
 import json, socket, socketserver, sys, threading, urllib.parse
+import signal as _signal
+# The test process (Swift, NIO) blocks signals in all threads and children inherit the mask.
+_signal.pthread_sigmask(_signal.SIG_SETMASK, [])
 
 PORT_FILE, TARGET_FILE = sys.argv[1], sys.argv[2]
 
@@ -42,7 +45,7 @@ class Handler(socketserver.BaseRequestHandler):
         method, uri, _ = lines[0].split(" ", 2)
         path = urllib.parse.urlparse(uri).path
         parts = path.strip("/").split("/")
-        if len(parts) == 6 and parts[:2] == ["api", "v1"] and parts[4] in ("exec", "attach", "portforward"):
+        if len(parts) == 7 and parts[:2] == ["api", "v1"] and parts[6] in ("exec", "attach", "portforward"):
             target = urllib.parse.urlparse(open(TARGET_FILE).read().strip())
             upstream = socket.create_connection((target.hostname, target.port))
             headers = [l for l in lines[1:] if not l.lower().startswith("host:")]
@@ -54,8 +57,22 @@ class Handler(socketserver.BaseRequestHandler):
             t.join()
             upstream.close()
             return
-        if len(parts) == 5 and parts[:2] == ["api", "v1"] and parts[3] == "pods":
-            body = json.dumps(pod(parts[4])).encode()
+        discovery = {
+            "/api": {"kind": "APIVersions", "versions": ["v1"],
+                     "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]},
+            "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": []},
+            "/api/v1": {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+                {"name": "pods", "singularName": "", "namespaced": True, "kind": "Pod",
+                 "verbs": ["get", "list"], "shortNames": ["po"]},
+                {"name": "pods/exec", "singularName": "", "namespaced": True, "kind": "PodExecOptions", "verbs": ["create", "get"]},
+                {"name": "pods/attach", "singularName": "", "namespaced": True, "kind": "PodAttachOptions", "verbs": ["create", "get"]},
+                {"name": "pods/portforward", "singularName": "", "namespaced": True, "kind": "PodPortForwardOptions", "verbs": ["create", "get"]}]},
+        }
+        if path.rstrip("/") in discovery:
+            body = json.dumps(discovery[path.rstrip("/")]).encode()
+            status = "200 OK"
+        elif len(parts) == 6 and parts[:2] == ["api", "v1"] and parts[4] == "pods":
+            body = json.dumps(pod(parts[5])).encode()
             status = "200 OK"
         else:
             body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
