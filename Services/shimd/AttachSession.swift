@@ -19,16 +19,33 @@ extension ContainerShim {
         .failedPrecondition,
         "container \(settings.id) \(settings.tty ? "has" : "has no") terminal: attach with tty=\(settings.tty)")
     }
+    try beginSession()
     let number = nextExecNumber()
-    let listener = try SessionListener(
-      path: SessionListener.path(
-        bundle: bundle.path, runRoot: settings.runRoot, containerID: settings.id, number: number))
-    let tap = try AttachTap(stdout: request.stdout, stderr: request.stderr)
+    let listener: SessionListener
+    let tap: AttachTap
+    do throws(CrispError) {
+      listener = try SessionListener(
+        path: SessionListener.path(
+          bundle: bundle.path, runRoot: settings.runRoot, containerID: settings.id, number: number))
+      do throws(CrispError) {
+        tap = try AttachTap(stdout: request.stdout, stderr: request.stderr)
+      } catch {
+        _ = listener.acceptOne(timeoutMs: 0)
+        throw error
+      }
+    } catch {
+      endSession()
+      throw error
+    }
     let session = AttachSession(shim: self, request: request, listener: listener, tap: tap)
     do {
-      try ShimThread.detach { session.run() }
+      try ShimThread.detach {
+        session.run()
+        self.endSession()
+      }
     } catch {
       _ = listener.acceptOne(timeoutMs: 0)
+      endSession()
       throw error
     }
     return SessionSocket(socketPath: listener.path)
@@ -52,6 +69,7 @@ final class AttachSession: Sendable {
   }
 
   func run() {
+    defer { ContainerShim.trimMemorySoon() }
     let logger = shim.logger
     guard let socket = listener.acceptOne(timeoutMs: SessionSocket.acceptTimeoutMs) else {
       logger.warning("nobody connected to an attach session", metadata: ["socket": "\(listener.path)"])

@@ -97,6 +97,23 @@ final class ContainerShim: Sendable {
     return phase
   }
 
+  /// Streaming sessions (exec, attach) at once, each a thread and its buffers; more
+  /// are refused with `resourceExhausted`.
+  static let maxSessions = 32
+  private let openSessions = Atomic<Int>(0)
+
+  /// Counts a session in; `endSession` counts it out when its thread ends.
+  func beginSession() throws(CrispError) {
+    let count = openSessions.add(1, ordering: .relaxed).newValue
+    guard count <= Self.maxSessions else {
+      openSessions.subtract(1, ordering: .relaxed)
+      throw CrispError(
+        .resourceExhausted, "container \(settings.id) has \(Self.maxSessions) streaming sessions open already")
+    }
+  }
+
+  func endSession() { openSessions.subtract(1, ordering: .relaxed) }
+
   /// Numbers exec-sync runs and streaming sessions (their files in the bundle).
   func nextExecNumber() -> Int {
     record.withLock { r -> Int in

@@ -16,15 +16,26 @@ extension ContainerShim {
     guard try currentPhase() == .running else {
       throw CrispError(.failedPrecondition, "container \(settings.id) is not running")
     }
+    try beginSession()
     let number = nextExecNumber()
-    let listener = try SessionListener(
-      path: SessionListener.path(
-        bundle: bundle.path, runRoot: settings.runRoot, containerID: settings.id, number: number))
+    let listener: SessionListener
+    do {
+      listener = try SessionListener(
+        path: SessionListener.path(
+          bundle: bundle.path, runRoot: settings.runRoot, containerID: settings.id, number: number))
+    } catch {
+      endSession()
+      throw error
+    }
     let session = ExecSession(shim: self, request: request, number: number, listener: listener)
     do {
-      try ShimThread.detach { session.run() }
+      try ShimThread.detach {
+        session.run()
+        self.endSession()
+      }
     } catch {
       _ = listener.acceptOne(timeoutMs: 0)
+      endSession()
       throw error
     }
     return SessionSocket(socketPath: listener.path)

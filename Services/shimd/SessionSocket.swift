@@ -126,6 +126,9 @@ enum ShimThread {
       &thread, &attributes,
       { context in
         Unmanaged<Box>.fromOpaque(context!).takeRetainedValue().body()
+        // glibc keeps the stacks of ended threads for reuse: give back the pages
+        // this one touched, so that they do not stay counted as the shim's memory.
+        crisp_release_unused_stack()
         return nil
       }, context)
     guard rc == 0 else {

@@ -16,6 +16,8 @@ final class SessionClient: @unchecked Sendable {
   private let lock = NSLock()
   private var closed = false
   private var buffered: [UInt8] = []
+  private var start = 0
+  private var chunk = [UInt8](repeating: 0, count: 256 * 1024)
 
   init(path: String) throws {
     fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -74,24 +76,33 @@ final class SessionClient: @unchecked Sendable {
   func next(timeout: TimeInterval = 20) throws -> (channel: UInt8, payload: [UInt8])? {
     let deadline = Date().addingTimeInterval(timeout)
     while true {
-      if buffered.count >= 5 {
-        let length = Int(buffered[1]) << 24 | Int(buffered[2]) << 16 | Int(buffered[3]) << 8 | Int(buffered[4])
-        if buffered.count >= 5 + length {
-          let frame = (buffered[0], Array(buffered[5..<(5 + length)]))
-          buffered.removeFirst(5 + length)
+      if buffered.count - start >= 5 {
+        let h = start
+        let length =
+          Int(buffered[h + 1]) << 24 | Int(buffered[h + 2]) << 16 | Int(buffered[h + 3]) << 8 | Int(buffered[h + 4])
+        if buffered.count - start >= 5 + length {
+          let frame = (buffered[h], Array(buffered[(h + 5)..<(h + 5 + length)]))
+          start += 5 + length
+          if start == buffered.count {
+            buffered.removeAll(keepingCapacity: true)
+            start = 0
+          }
           return frame
         }
+      }
+      if start > 0 {
+        buffered.removeFirst(start)
+        start = 0
       }
       var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
       let left = Int32(max(0, deadline.timeIntervalSinceNow * 1000))
       let ready = poll(&entry, 1, left)
       if ready < 0 && errno == EINTR { continue }
       guard ready > 0 else { throw FixtureError("no frame within \(timeout) s") }
-      var chunk = [UInt8](repeating: 0, count: 256 * 1024)
       let n = recv(fd, &chunk, chunk.count, 0)
       if n < 0 && errno == EINTR { continue }
       if n <= 0 {
-        guard buffered.isEmpty else { throw FixtureError("EOF inside a frame") }
+        guard buffered.count == start else { throw FixtureError("EOF inside a frame") }
         return nil
       }
       buffered += chunk[0..<n]
