@@ -223,6 +223,10 @@ let package = Package(
       dependencies: ["CrispTestSupport", "CrispIPC", "CrispCore", "CNNG"],
       path: "Tests/ShimdTests"),
     .testTarget(
+      name: "CrispCoreTests",
+      dependencies: ["CrispCore"],
+      path: "Tests/CrispCoreTests"),
+    .testTarget(
       name: "CrispCgroupsTests",
       dependencies: ["CrispCgroups"],
       path: "Tests/CrispCgroupsTests",

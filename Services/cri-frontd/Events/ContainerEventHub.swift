@@ -1,5 +1,6 @@
 import CRIAPI
 import CrispCore
+import CrispIPC
 import Synchronization
 
 /// The CRI's container events (GetContainerEvents): frontd records its own creates,
@@ -25,122 +26,82 @@ final class ContainerEventHub: Sendable {
     }
   }
 
-  struct Pending: Sendable, Equatable {
+  struct Pending: Sendable {
     var kind: Kind
     var containerID: String
-    /// Empty when the recorder did not know it (a shim's event).
     var podID: String
     /// Nanoseconds since the epoch.
     var at: Int64
-  }
-
-  final class Subscriber: Sendable {
-    let continuation: AsyncStream<Runtime_V1_ContainerEventResponse>.Continuation
-    private let droppedFlag = Atomic<Bool>(false)
-    var dropped: Bool { droppedFlag.load(ordering: .acquiring) }
-
-    init(_ continuation: AsyncStream<Runtime_V1_ContainerEventResponse>.Continuation) {
-      self.continuation = continuation
-    }
-
-    func drop() {
-      droppedFlag.store(true, ordering: .releasing)
-      continuation.finish()
-    }
+    /// The container as it was recorded: its status can still be shown when it is
+    /// gone by the time the event is built (stopped, then removed at once).
+    var record: ContainerRecord?
+    /// A stop's exit, as the shim reported it.
+    var exit: ShimContainerState?
   }
 
   /// Events a subscriber may have waiting before it is dropped.
-  let bufferSize: Int
+  var bufferSize: Int { subscribers.bufferSize }
 
-  private struct State {
-    /// The last kind recorded per live container: a container's events only go forward.
-    var last: [String: Kind] = [:]
-    var subscribers: [UInt64: Subscriber] = [:]
-    var nextID: UInt64 = 0
-    var closed = false
-  }
-
-  private let state = Mutex(State())
+  /// The last kind recorded per live container: a container's events only go forward.
+  private let last = Mutex<[String: Kind]>([:])
+  private let subscribers: Fanout<Runtime_V1_ContainerEventResponse>
   private let queue: AsyncStream<Pending>
   private let enqueue: AsyncStream<Pending>.Continuation
 
   init(bufferSize: Int = 1024) {
-    self.bufferSize = bufferSize
+    subscribers = Fanout(bufferSize: bufferSize)
     (queue, enqueue) = AsyncStream.makeStream(of: Pending.self, bufferingPolicy: .unbounded)
   }
 
   /// Records an event; returns at once. A kind at or before the container's last one
   /// is dropped (a shim's exit reported after frontd already recorded the stop, or
-  /// after the removal); a removal of a started container is preceded by its stop.
-  func record(_ kind: Kind, containerID: String, podID: String = "", at: Int64 = WallClock.nowNanoseconds()) {
-    let kinds = state.withLock { state -> [Kind] in
-      let last = state.last[containerID]
+  /// after the removal); a removal of a started container is preceded by its stop, and
+  /// a stop whose exit says the container had started by its start.
+  func record(
+    _ kind: Kind, _ container: ContainerRecord, at: Int64 = WallClock.nowNanoseconds(), exit: ShimContainerState? = nil
+  ) {
+    let containerID = container.id
+    let kinds = self.last.withLock { lastKinds -> [(Kind, Int64)] in
+      let last = lastKinds[containerID]
       if let last, kind <= last { return [] }
-      var kinds: [Kind] = []
-      if kind == .deleted && last == .started { kinds.append(.stopped) }
-      kinds.append(kind)
+      var kinds: [(Kind, Int64)] = []
+      if kind == .deleted && last == .started { kinds.append((.stopped, at)) }
+      // A container that exits at once: its exit can be reported before its start.
+      if kind == .stopped && last == .created, let startedAt = exit?.startedAt, startedAt > 0 {
+        kinds.append((.started, startedAt))
+      }
+      kinds.append((kind, at))
       if kind == .deleted {
-        state.last.removeValue(forKey: containerID)
+        lastKinds.removeValue(forKey: containerID)
       } else {
-        state.last[containerID] = kind
+        lastKinds[containerID] = kind
       }
       return kinds
     }
-    for kind in kinds { enqueue.yield(Pending(kind: kind, containerID: containerID, podID: podID, at: at)) }
+    for (kind, at) in kinds {
+      enqueue.yield(
+        Pending(
+          kind: kind, containerID: containerID, podID: container.podID, at: at, record: container,
+          exit: kind == .stopped ? exit : nil))
+    }
   }
 
   /// A new subscriber's stream of events, from now on.
-  func subscribe() -> (id: UInt64, events: AsyncStream<Runtime_V1_ContainerEventResponse>, subscriber: Subscriber) {
-    let (stream, continuation) = AsyncStream.makeStream(
-      of: Runtime_V1_ContainerEventResponse.self, bufferingPolicy: .bufferingOldest(bufferSize))
-    let subscriber = Subscriber(continuation)
-    let id = state.withLock { state -> UInt64? in
-      guard !state.closed else { return nil }
-      state.nextID += 1
-      state.subscribers[state.nextID] = subscriber
-      return state.nextID
-    }
-    guard let id else {
-      continuation.finish()
-      return (0, stream, subscriber)
-    }
-    continuation.onTermination = { [weak self] _ in self?.unsubscribe(id) }
-    return (id, stream, subscriber)
-  }
+  func subscribe() -> Fanout<Runtime_V1_ContainerEventResponse>.Subscription { subscribers.subscribe() }
 
-  func unsubscribe(_ id: UInt64) {
-    _ = state.withLock { $0.subscribers.removeValue(forKey: id) }
-  }
-
-  var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+  func unsubscribe(_ id: UInt64) { subscribers.unsubscribe(id) }
 
   /// Ends every subscription (shutdown: the streams must not hold the server open).
   func close() {
-    let subscribers = state.withLock { state -> [Subscriber] in
-      state.closed = true
-      defer { state.subscribers = [:] }
-      return Array(state.subscribers.values)
-    }
-    subscribers.forEach { $0.continuation.finish() }
+    subscribers.close()
     enqueue.finish()
   }
 
   /// The dispatcher: builds each event once (nil skips it) and fans it out in order.
   func run(build: (Pending) async -> Runtime_V1_ContainerEventResponse?) async {
     for await pending in queue {
-      guard state.withLock({ !$0.subscribers.isEmpty }) else { continue }
-      guard let event = await build(pending) else { continue }
-      let subscribers = state.withLock { Array($0.subscribers) }
-      for (id, subscriber) in subscribers {
-        switch subscriber.continuation.yield(event) {
-        case .enqueued: continue
-        case .dropped:
-          unsubscribe(id)
-          subscriber.drop()
-        case .terminated: unsubscribe(id)
-        @unknown default: continue
-        }
-      }
+      guard subscribers.subscriberCount > 0, let event = await build(pending) else { continue }
+      subscribers.publish(event)
     }
   }
 }

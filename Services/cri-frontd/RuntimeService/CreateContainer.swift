@@ -74,7 +74,7 @@ extension RuntimeService {
       logger.info(
         "container created",
         metadata: ["container": "\(id)", "pod": "\(pod.id)", "name": "\(record.name)", "image": "\(image.id)"])
-      events.record(.created, containerID: id, podID: pod.id)
+      events.record(.created, record)
       var response = Runtime_V1_CreateContainerResponse()
       response.containerID = id
       return response

@@ -10,13 +10,13 @@ extension RuntimeService {
     request: Runtime_V1_GetEventsRequest, response: RPCWriter<Runtime_V1_ContainerEventResponse>,
     context: ServerContext
   ) async throws {
-    let (id, stream, subscriber) = events.subscribe()
-    defer { events.unsubscribe(id) }
-    logger.debug("container events subscriber", metadata: ["subscriber": "\(id)"])
-    for await event in stream {
+    let subscription = events.subscribe()
+    defer { events.unsubscribe(subscription.id) }
+    logger.debug("container events subscriber", metadata: ["subscriber": "\(subscription.id)"])
+    for await event in subscription.elements {
       try await response.write(event)
     }
-    if subscriber.dropped {
+    if subscription.dropped {
       throw RPCError(
         code: .resourceExhausted,
         message:
@@ -35,10 +35,18 @@ extension RuntimeService {
             switch received.name {
             case ContainerStartedEvent.name:
               let event = try received.decode(ContainerStartedEvent.self)
-              events.record(.started, containerID: event.containerID, at: event.startedAt)
+              // A pod's infra process, or a container removed meanwhile: no event.
+              guard let record = try? runtime.store.container(event.containerID) else { continue }
+              events.record(.started, record, at: event.startedAt)
             case ContainerExitedEvent.name:
               let event = try received.decode(ContainerExitedEvent.self)
-              events.record(.stopped, containerID: event.containerID, at: event.finishedAt)
+              guard let record = try? runtime.store.container(event.containerID) else { continue }
+              // The shim knows when it started (its own start event may still be on its way).
+              let startedAt = await runtime.shims.state(record.id)?.startedAt ?? 0
+              let exit = ShimContainerState(
+                state: .exited, pid: 0, createdAt: record.createdAt, startedAt: startedAt, finishedAt: event.finishedAt,
+                exitCode: event.exitCode, oomKilled: event.oomKilled)
+              events.record(.stopped, record, at: event.finishedAt, exit: exit)
             default:
               logger.debug("unknown shim event", metadata: ["event": "\(received.name)"])
             }
@@ -52,22 +60,63 @@ extension RuntimeService {
     }
   }
 
-  /// The CRI event for a recorded one; nil for a container frontd does not know (a
-  /// pod's infra process, or an exit reported after the removal).
+  /// The CRI event for a recorded one. Statuses are read when the event is built; the
+  /// event's own container shows the state the event reports (it may have moved on, or
+  /// be gone, by then).
   func containerEvent(_ pending: ContainerEventHub.Pending) async -> Runtime_V1_ContainerEventResponse? {
-    var podID = pending.podID
-    if pending.kind != .deleted || podID.isEmpty {
-      guard let record = try? runtime.store.container(pending.containerID) else { return nil }
-      podID = record.podID
-    }
     var event = Runtime_V1_ContainerEventResponse()
     event.containerID = pending.containerID
     event.containerEventType = pending.kind.criType
     event.createdAt = pending.at
-    if let pod = try? runtime.store.pod(podID), let status = try? podStatus(pod) { event.podSandboxStatus = status }
-    for record in (try? runtime.store.containers(podID: podID)) ?? [] {
-      if let view = try? await view(record) { event.containersStatuses.append(status(of: view)) }
+    if let pod = try? runtime.store.pod(pending.podID), let status = try? podStatus(pod) {
+      event.podSandboxStatus = status
     }
+    var statuses: [Runtime_V1_ContainerStatus] = []
+    for record in (try? runtime.store.containers(podID: pending.podID)) ?? [] {
+      if let view = try? await view(record) { statuses.append(status(of: view)) }
+    }
+    if pending.kind != .deleted {
+      if !statuses.contains(where: { $0.id == pending.containerID }), let record = pending.record,
+        let view = try? await view(record)
+      {
+        statuses.append(status(of: view))
+      }
+      if let index = statuses.firstIndex(where: { $0.id == pending.containerID }) {
+        Self.show(pending, in: &statuses[index])
+      }
+    } else {
+      statuses.removeAll { $0.id == pending.containerID }
+    }
+    event.containersStatuses = statuses
     return event
+  }
+
+  /// The event's own container in the state the event reports.
+  static func show(_ pending: ContainerEventHub.Pending, in status: inout Runtime_V1_ContainerStatus) {
+    switch pending.kind {
+    case .created:
+      status.state = .containerCreated
+      status.startedAt = 0
+      status.finishedAt = 0
+      status.exitCode = 0
+      status.reason = ""
+      status.message = ""
+    case .started:
+      status.state = .containerRunning
+      if status.startedAt == 0 { status.startedAt = pending.at }
+      status.finishedAt = 0
+      status.exitCode = 0
+      status.reason = ""
+      status.message = ""
+    case .stopped:
+      status.state = .containerExited
+      if let exit = pending.exit {
+        status.finishedAt = exit.finishedAt
+        status.exitCode = exit.exitCode
+        status.reason = exit.oomKilled ? "OOMKilled" : exit.exitCode == 0 ? "Completed" : "Error"
+        status.message = ""
+      }
+    case .deleted: break
+    }
   }
 }

@@ -36,6 +36,6 @@ extension RuntimeService {
     _ = try await peers.imaged.call(SnapshotRelease.self, .init(containerID: record.id))
     try runtime.store.deleteContainer(record.id)
     logger.info("container removed", metadata: ["container": "\(record.id)"])
-    events.record(.deleted, containerID: record.id, podID: record.podID)
+    events.record(.deleted, record)
   }
 }

@@ -16,7 +16,7 @@ extension RuntimeService {
           throw CrispError(.failedPrecondition, "container \(record.id) has no monitor left; remove it")
         }
         let state = try await shim.call(ShimStart.self, Empty(), timeoutMs: 60_000)
-        events.record(.started, containerID: record.id, podID: record.podID, at: state.startedAt)
+        events.record(.started, record, at: state.startedAt)
       }
       logger.info("container started", metadata: ["container": "\(record.id)"])
       return .init()

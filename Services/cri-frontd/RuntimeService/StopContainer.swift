@@ -28,7 +28,7 @@ extension RuntimeService {
     let state = try await shim.call(
       ShimStop.self, .init(timeoutSeconds: timeoutSeconds, signal: record.stopSignal), timeoutMs: deadline)
     if state.state == .exited {
-      events.record(.stopped, containerID: record.id, podID: record.podID, at: state.finishedAt)
+      events.record(.stopped, record, at: state.finishedAt, exit: state)
     }
     logger.info("container stopped", metadata: ["container": "\(record.id)"])
   }
