@@ -6,6 +6,7 @@ import CrispLinux
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
+import Streaming
 
 #if canImport(Glibc)
   import Glibc
@@ -50,9 +51,28 @@ enum FrontDaemon {
     let peers = try DaemonPeers(config: config)
     let runtime = try RuntimeContext(config: config, peers: peers, launcher: launcher, logger: logger)
     await runtime.reconcile()
+    var streamingConfig = StreamingServerConfiguration()
+    streamingConfig.address = config.frontd.streamAddress
+    streamingConfig.port = config.frontd.streamPort
+    streamingConfig.tlsCertificatePath = config.frontd.streamTLSCert
+    streamingConfig.tlsKeyPath = config.frontd.streamTLSKey
+    streamingConfig.tlsClientCAPath = config.frontd.streamTLSClientCA
+    streamingConfig.idleTimeoutMs = Int64(config.frontd.streamIdleTimeoutMs)
+    streamingConfig.tokenTTLMs = Int64(config.frontd.streamTokenTTLMs)
+    streamingConfig.maxSessions = config.frontd.maxStreamSessions
+    let streaming = StreamingServer(
+      configuration: streamingConfig, backend: CrispStreamingBackend(runtime: runtime), logger: logger)
+    let streamingURL: String
+    do {
+      streamingURL = try await streaming.start()
+    } catch {
+      throw CrispError(
+        .unavailable,
+        "cannot start the streaming server on \(config.frontd.streamAddress):\(config.frontd.streamPort): \(error)")
+    }
     let runtimeService = RuntimeService(
       peers: peers, runtime: runtime, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
-      identity: DaemonIdentity(name: "cri-frontd"), logger: logger)
+      identity: DaemonIdentity(name: "cri-frontd"), logger: logger, streaming: streaming)
     // The shims push container starts and exits here (GetContainerEvents).
     let shimEvents = try IPCEventReceiver(address: CrispPaths.ipcAddress(paths.eventsSocket), logger: logger)
     defer { shimEvents.close() }
@@ -72,10 +92,12 @@ enum FrontDaemon {
         shimEvents.close()
         runtimeService.events.close()
         server.beginGracefulShutdown()
+        await streaming.stop()
       }
       _ = try await server.listeningAddress
       logger.info(
-        "serving the CRI", metadata: ["socket": "\(socketPath)", "version": "\(CrispVersion.string)"])
+        "serving the CRI",
+        metadata: ["socket": "\(socketPath)", "streaming": "\(streamingURL)", "version": "\(CrispVersion.string)"])
       SystemdNotify.send("READY=1")
     }
     peers.close()

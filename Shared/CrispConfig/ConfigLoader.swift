@@ -74,6 +74,17 @@ extension CrispConfig {
       try frontd.string("shimd_path", into: &config.frontd.shimdPath, check: optionalAbsolutePath)
       try frontd.string("pause_path", into: &config.frontd.pausePath, check: optionalAbsolutePath)
       try frontd.strings("capabilities", into: &config.frontd.capabilities, check: capabilityName)
+      try frontd.string("stream_address", into: &config.frontd.streamAddress) { $0.isEmpty ? "must not be empty" : nil }
+      try frontd.int("stream_port", into: &config.frontd.streamPort, range: 0...65535)
+      try frontd.string("stream_tls_cert", into: &config.frontd.streamTLSCert, check: optionalAbsolutePath)
+      try frontd.string("stream_tls_key", into: &config.frontd.streamTLSKey, check: optionalAbsolutePath)
+      try frontd.string("stream_tls_client_ca", into: &config.frontd.streamTLSClientCA, check: optionalAbsolutePath)
+      try frontd.int("stream_idle_timeout_ms", into: &config.frontd.streamIdleTimeoutMs, range: 1_000...86_400_000)
+      try frontd.int("stream_token_ttl_ms", into: &config.frontd.streamTokenTTLMs, range: 1_000...3_600_000)
+      try frontd.int("max_stream_sessions", into: &config.frontd.maxStreamSessions, range: 1...100_000)
+      if config.frontd.streamTLSCert.isEmpty != config.frontd.streamTLSKey.isEmpty {
+        throw frontd.fail("stream_tls_key", "stream_tls_cert and stream_tls_key go together")
+      }
       try frontd.string("cgroup_driver", into: &config.frontd.cgroupDriver) { value in
         ["cgroupfs", "systemd"].contains(value) ? nil : "must be \"cgroupfs\" or \"systemd\", got \"\(value)\""
       }

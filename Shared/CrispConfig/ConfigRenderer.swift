@@ -52,6 +52,20 @@ extension CrispConfig {
       # Capabilities cri-frontd keeps while serving: none (crisp-launcher, started before
       # frontd drops them, runs shimd and the runtime). ["ALL"] keeps all, for debugging.
       capabilities = [\(frontd.capabilities.map(quote).joined(separator: ", "))]
+      # The streaming server of Exec, Attach and PortForward (kubectl exec/attach/port-forward):
+      # address and port (0: a free port).
+      stream_address = \(quote(frontd.streamAddress))
+      stream_port = \(frontd.streamPort)
+      # TLS: certificate and key (both or neither); a CA client certificates must chain to.
+      stream_tls_cert = \(quote(frontd.streamTLSCert))
+      stream_tls_key = \(quote(frontd.streamTLSKey))
+      stream_tls_client_ca = \(quote(frontd.streamTLSClientCA))
+      # A session with no traffic for this long is closed, in milliseconds.
+      stream_idle_timeout_ms = \(frontd.streamIdleTimeoutMs)
+      # How long a URL answered by Exec, Attach or PortForward stays usable, in milliseconds.
+      stream_token_ttl_ms = \(frontd.streamTokenTTLMs)
+      # Streaming sessions at once; more are refused.
+      max_stream_sessions = \(frontd.maxStreamSessions)
       # "cgroupfs" or "systemd": must match kubelet's cgroupDriver.
       cgroup_driver = \(quote(frontd.cgroupDriver))
       # The RuntimeDefault seccomp profile (containers' seccomp.json format).

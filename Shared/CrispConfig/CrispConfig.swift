@@ -54,6 +54,20 @@ public struct CrispConfig: Sendable, Equatable {
     /// More runtime handlers (RunPodSandbox's `runtime_handler`): name → an OCI runtime
     /// with runc's command line (crun, runsc, kata-runtime...). `runc` is `runtimePath`.
     public var runtimeHandlers: [String: String] = [:]
+    /// The streaming server (Exec, Attach, PortForward): address and port (0: a free one).
+    public var streamAddress = "127.0.0.1"
+    public var streamPort = 0
+    /// TLS for the streaming server: certificate and key (both or neither), and a CA
+    /// that client certificates must chain to (empty: no client certificate asked).
+    public var streamTLSCert = ""
+    public var streamTLSKey = ""
+    public var streamTLSClientCA = ""
+    /// A streaming session with no traffic for this long is closed (kubelet's 4 h).
+    public var streamIdleTimeoutMs = 4 * 3600 * 1000
+    /// How long the URL an Exec, Attach or PortForward answers stays usable.
+    public var streamTokenTTLMs = 60_000
+    /// Streaming sessions at once; more are refused.
+    public var maxStreamSessions = 256
     /// Capabilities cri-frontd keeps while it serves: none. shimd and the runtime are
     /// started by crisp-launcher, which keeps root's. ["ALL"] keeps all (debugging).
     public var capabilities: [String] = []

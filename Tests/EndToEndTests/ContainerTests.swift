@@ -202,13 +202,14 @@ import Testing
 /// A started crisp (bridge network, the repo's seccomp profile, logs under the test
 /// directory) with a registry of the standard images and one ready pod.
 func withContainerRuntime(
-  frontdConfig: String = "", podConfig configure: (inout Runtime_V1_PodSandboxConfig) -> Void = { _ in },
+  extraConfig: String = "", frontdConfig: String = "",
+  podConfig configure: (inout Runtime_V1_PodSandboxConfig) -> Void = { _ in },
   _ body: (CrispInstance, LocalRegistry, String) async throws -> Void
 ) async throws {
   try await withRegistry { registry, _ in
     let seccomp = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
       .deletingLastPathComponent().appendingPathComponent("deploy/seccomp/default.json").path
-    try await withCrisp(extraConfig: "") { crisp in
+    try await withCrisp(extraConfig: extraConfig) { crisp in
       try crisp.writeRegistriesConf(CrispInstance.insecureRegistry(registry.address))
       try crisp.writeFrontdConfig(
         """

@@ -21,7 +21,8 @@ import Testing
       #expect(ipB.hasPrefix(netd.subnetPrefix + "."))
       #expect(podA.network == "crisp-test")
       #expect(podA.namespaces.network.hasPrefix(netd.paths.namespacesDir + "/" + a))
-      #expect(netd.mounts().count == 6)  // net, ipc and uts of each pod
+      #expect(netd.mounts().count == 8)  // net, ipc and uts of each pod, and its /dev/shm
+      #expect(netd.mounts().filter { $0.contains(netd.paths.podSharedMemory(a)) && $0.contains("tmpfs") }.count == 1)
       #expect(netd.leasedIPs().count == 2)
       #expect(try netd.bridgePorts().count == 2)
 
@@ -205,7 +206,7 @@ import Testing
       #expect(pod.namespaces.uts.isEmpty)
       #expect(!pod.namespaces.ipc.isEmpty)
       #expect(pod.ips.isEmpty)
-      #expect(netd.mounts().count == 1)
+      #expect(netd.mounts().count == 2)  // its IPC namespace and its /dev/shm
       try await netd.teardown(id)
       #expect(netd.mounts().isEmpty)
     }

@@ -3,6 +3,7 @@ import CrispCore
 import CrispDaemon
 import GRPCCore
 import Logging
+import Streaming
 
 /// The CRI RuntimeService. One file per RPC group beside this one; the RPCs not
 /// implemented yet answer UNIMPLEMENTED naming themselves (Shared/CRIAPI).
@@ -12,6 +13,8 @@ struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
   let healthTimeoutMs: Int32
   let identity: DaemonIdentity
   let logger: Logger
+  /// Exec, Attach and PortForward answer URLs on it.
+  let streaming: StreamingServer
   /// Cgroup locations, CPU readings and writable-layer sizes kept between stats calls.
   let stats = StatsCollector()
   /// Container events for GetContainerEvents subscribers.

@@ -55,7 +55,9 @@ public final class StreamingServer: Sendable {
     let bootstrap = ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 256)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      // IPPROTO_TCP: at SOL_SOCKET, option 1 is SO_DEBUG, which frontd (no CAP_NET_ADMIN)
+      // is refused, and NIO then closes every connection.
+      .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
       .childChannelInitializer { [self] channel in
         channel.eventLoop.makeCompletedFuture {
           let sync = channel.pipeline.syncOperations
