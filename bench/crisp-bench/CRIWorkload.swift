@@ -28,6 +28,11 @@ struct CRIWorkload {
     mutating func add(_ operation: String, _ milliseconds: Double) {
       operations[operation, default: []].append(milliseconds)
     }
+
+    mutating func merge(_ other: Result) {
+      for (operation, values) in other.operations { operations[operation, default: []] += values }
+      podReady += other.podReady
+    }
   }
 
   typealias Runtime = Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>
@@ -99,10 +104,13 @@ struct CRIWorkload {
   /// `pods` pods one after the other, each with one running container, each operation
   /// timed; `loaded` runs while all of them are up; then each is torn down, timed.
   func sequential(pods: Int, into result: inout Result, loaded: () async throws -> Void) async throws {
-    let measured = try await withClients { runtime, _ in
-      var measured = Result()
-      var made: [(pod: String, container: String)] = []
-      for index in 0..<pods {
+    var measured = Result()
+    var made: [(pod: String, container: String)] = []
+    // A connection per pod, as the first HTTP/2 connection to containerd was seen to
+    // close mid-run ("Stream unexpectedly closed"); connecting is not timed.
+    for index in 0..<pods {
+      let (one, pod, container) = try await withClients { runtime, _ in
+        var measured = Result()
         let config = podConfig(index, group: "seq")
         let began = ContinuousClock.now
         var run = Runtime_V1_RunPodSandboxRequest()
@@ -142,12 +150,17 @@ struct CRIWorkload {
         start = ContinuousClock.now
         _ = try await runtime.listContainers(.init())
         measured.add("ListContainers", Self.milliseconds(since: start))
-        made.append((pod, container))
+        return (measured, pod, container)
       }
+      measured.merge(one)
+      made.append((pod, container))
+    }
 
-      try await loaded()
+    try await loaded()
 
-      for (pod, container) in made {
+    for (pod, container) in made {
+      let one = try await withClients { runtime, _ in
+        var measured = Result()
         var stop = Runtime_V1_StopContainerRequest()
         stop.containerID = container
         stop.timeout = 10
@@ -172,11 +185,11 @@ struct CRIWorkload {
         start = ContinuousClock.now
         _ = try await runtime.removePodSandbox(removePod)
         measured.add("RemovePodSandbox", Self.milliseconds(since: start))
+        return measured
       }
-      return measured
+      measured.merge(one)
     }
-    for (operation, values) in measured.operations { result.operations[operation, default: []] += values }
-    result.podReady += measured.podReady
+    result.merge(measured)
   }
 
   /// `count` pods brought up at once (each: run, create, start), then torn down at once

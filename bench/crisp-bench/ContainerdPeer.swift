@@ -107,6 +107,10 @@ final class ContainerdPeer: @unchecked Sendable {
       process.waitUntilExit()
     }
     for pid in shimPids { kill(pid, SIGKILL) }
+    // Its log outlives the run, for when a figure is missing.
+    try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "crisp-bench-containerd.log")
+    try? FileManager.default.copyItem(
+      atPath: dir + "/containerd.log", toPath: NSTemporaryDirectory() + "crisp-bench-containerd.log")
     unmountAll(under: dir)
     try? FileManager.default.removeItem(atPath: dir)
   }
