@@ -154,7 +154,7 @@ let package = Package(
     .executableTarget(
       name: "shimd",
       dependencies: [
-        "CrispCore", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys",
+        "CrispCore", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys", "CrispCgroups",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

@@ -1,3 +1,5 @@
+import CrispCgroups
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -99,42 +101,11 @@ struct CgroupMemory: Sendable, Equatable {
   }
 
   /// The path below the memory hierarchy's mount that `cgroupsPath` names, as runc
-  /// reads it: `/a/b` as it is; `slice:prefix:name` (systemd) as
-  /// `<expanded slice>/<prefix>-<name>.scope`; a relative path below shimd's own
-  /// cgroup (runc runs as shimd's child). nil for an empty path.
+  /// reads it (CrispCgroups' rule, shared with frontd's stats); a relative path is
+  /// below shimd's own cgroup (runc runs as shimd's child). nil for an empty path.
   static func relativeDirectory(cgroupsPath: String) -> String? {
-    guard !cgroupsPath.isEmpty else { return nil }
-    if isSystemdForm(cgroupsPath) {
-      let parts = cgroupsPath.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-      guard let slice = expandSlice(parts[0].isEmpty ? "system.slice" : parts[0]) else { return nil }
-      let unit = parts[2].hasSuffix(".slice") ? parts[2] : parts[1] + "-" + parts[2] + ".scope"
-      return (slice.isEmpty ? "" : "/" + slice) + "/" + unit
-    }
-    if cgroupsPath.hasPrefix("/") { return normalize(cgroupsPath) }
-    guard let hierarchy = memoryHierarchy(), let own = processCgroup(pid: getpid(), version: hierarchy.version)
-    else { return nil }
-    return normalize((own == "/" ? "" : own) + "/" + cgroupsPath)
-  }
-
-  /// `slice:prefix:name` with no slash: the form runc's systemd driver takes.
-  static func isSystemdForm(_ path: String) -> Bool {
-    !path.contains("/") && path.split(separator: ":", omittingEmptySubsequences: false).count == 3
-  }
-
-  /// systemd's slice naming: `a-b-c.slice` lives at `a.slice/a-b.slice/a-b-c.slice`;
-  /// `-.slice` is the root. nil for a name systemd would refuse.
-  static func expandSlice(_ slice: String) -> String? {
-    guard slice.hasSuffix(".slice"), !slice.contains("/") else { return nil }
-    if slice == "-.slice" { return "" }
-    let name = slice.dropLast(".slice".count)
-    guard !name.isEmpty, !name.hasPrefix("-"), !name.hasSuffix("-"), !name.contains("--") else { return nil }
-    var path = ""
-    var prefix = ""
-    for component in name.split(separator: "-") {
-      prefix += (prefix.isEmpty ? "" : "-") + component
-      path += (path.isEmpty ? "" : "/") + prefix + ".slice"
-    }
-    return path
+    let own = memoryHierarchy().flatMap { processCgroup(pid: getpid(), version: $0.version) }
+    return ContainerCgroup.relativePath(cgroupsPath: cgroupsPath, own: own)
   }
 
   /// Which hierarchy runc uses, and where it is mounted: the unified one when
@@ -170,19 +141,6 @@ struct CgroupMemory: Sendable, Equatable {
       }
     }
     return nil
-  }
-
-  private static func normalize(_ path: String) -> String {
-    var parts: [Substring] = []
-    for part in path.split(separator: "/") {
-      if part == "." { continue }
-      if part == ".." {
-        if !parts.isEmpty { parts.removeLast() }
-        continue
-      }
-      parts.append(part)
-    }
-    return "/" + parts.joined(separator: "/")
   }
 }
 

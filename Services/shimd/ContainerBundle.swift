@@ -1,3 +1,4 @@
+import CrispCgroups
 import CrispCore
 import CrispIPC
 
@@ -66,7 +67,7 @@ struct ContainerBundle: Sendable {
   }
 
   /// `slice:prefix:name`: runc must then be run with `--systemd-cgroup`.
-  var usesSystemdCgroup: Bool { CgroupMemory.isSystemdForm(cgroupsPath) }
+  var usesSystemdCgroup: Bool { ContainerCgroup.isSystemdForm(cgroupsPath) }
 
   /// The container's own `process` with `args` replaced: what `runc exec --process`
   /// runs for an ExecSync (no terminal) or a streaming exec (a terminal of
