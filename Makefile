@@ -15,9 +15,10 @@ DEBUG_DIR     = .build/debug
 # util-linux (nsenter, swapoff) and python3 are used by the tests; docker-registry,
 # busybox-static, zstd, pigz, openssl and apache2-utils (htpasswd) make the tests' local
 # registries and images; skopeo and umoci are the pull benchmark's peers.
+# python3-websocket (websocket-client) is the streaming tests' WebSocket client.
 APT_PACKAGES := libnng-dev libmbedtls-dev nng-utils libcap-dev libseccomp-dev libarchive-dev zlib1g-dev libsqlite3-dev runc systemd \
                 containernetworking-plugins iptables iproute2 util-linux python3 \
-                docker-registry busybox-static zstd pigz openssl apache2-utils skopeo umoci sqlite3
+                docker-registry busybox-static zstd pigz openssl apache2-utils skopeo umoci sqlite3 python3-websocket
 # PyPI packages: the Python gRPC client of the interop test, and protoc for `make generate`.
 PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
 # Where `make deps` unpacks kubectl for the streaming tests (StreamingTests read CRISP_KUBECTL).
