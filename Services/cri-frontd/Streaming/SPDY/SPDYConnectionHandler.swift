@@ -96,7 +96,7 @@ final class SPDYConnectionHandler: ChannelInboundHandler {
         for id in streams.keys { streams[id]!.sendWindow += delta }
         enforceSendWindow = true
       }
-      flushPending()
+      windowsReopened()
     case .ping(let id):
       // Odd IDs are the client's own pings: echo them. Even ones would answer ours (we send none).
       if id & 1 == 1 {
@@ -126,7 +126,7 @@ final class SPDYConnectionHandler: ChannelInboundHandler {
           return
         }
       }
-      flushPending()
+      windowsReopened()
     case .synReply(let streamID, _, _):
       // We open no streams, so there is nothing to reply to.
       context.writeAndFlush(wrapOutboundOut(.rstStream(streamID: streamID, status: .invalidStream)), promise: nil)
@@ -327,6 +327,14 @@ final class SPDYConnectionHandler: ChannelInboundHandler {
         channel.close(mode: .output, promise: nil)
       }
     channel.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+  }
+
+  /// The client returned window: queued output may go now, and the application, which stopped
+  /// reading its source when `canSend` said no, must hear that it can send again (otherwise an
+  /// exec or a forwarded port stalls for good once the client's window ran out).
+  private func windowsReopened() {
+    flushPending()
+    if context?.channel.isWritable == true { delegate?.spdyWritable() }
   }
 
   private func flushPending() {
