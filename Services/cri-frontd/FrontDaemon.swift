@@ -73,17 +73,20 @@ enum FrontDaemon {
     let runtimeService = RuntimeService(
       peers: peers, runtime: runtime, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
       identity: DaemonIdentity(name: "cri-frontd"), logger: logger, streaming: streaming)
+    let metrics = try await MetricsServer.startIfConfigured(config.frontd, runtime: runtimeService, logger: logger)
     // The shims push container starts and exits here (GetContainerEvents).
     let shimEvents = try IPCEventReceiver(address: CrispPaths.ipcAddress(paths.eventsSocket), logger: logger)
     defer { shimEvents.close() }
     try confine(seccomp: config.seccomp, action: config.seccompAction, caps: caps, profile: .frontd, logger: logger)
     let server = GRPCServer(
       transport: .http2NIOPosix(listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext),
-      services: [runtimeService, ImageService(peers: peers, logger: logger)])
+      services: [runtimeService, ImageService(peers: peers, logger: logger)],
+      interceptors: metrics == nil ? [] : [MetricsInterceptor()])
 
     try await withThrowingDiscardingTaskGroup { tasks in
       tasks.addTask { try await server.serve() }
       tasks.addTask { await runtimeService.runContainerEvents(shimEvents) }
+      if let metrics { tasks.addTask { await metrics.run() } }
       tasks.addTask {
         let signo = await signals.wait()
         logger.info("shutting down", metadata: ["signal": "\(signo)"])
@@ -93,6 +96,7 @@ enum FrontDaemon {
         runtimeService.events.close()
         server.beginGracefulShutdown()
         await streaming.stop()
+        await metrics?.stop()
       }
       _ = try await server.listeningAddress
       logger.info(

@@ -82,6 +82,8 @@ extension CrispConfig {
       try frontd.int("stream_idle_timeout_ms", into: &config.frontd.streamIdleTimeoutMs, range: 1_000...86_400_000)
       try frontd.int("stream_token_ttl_ms", into: &config.frontd.streamTokenTTLMs, range: 1_000...3_600_000)
       try frontd.int("max_stream_sessions", into: &config.frontd.maxStreamSessions, range: 1...100_000)
+      try frontd.int("metrics_port", into: &config.frontd.metricsPort, range: 0...65535)
+      try frontd.string("metrics_address", into: &config.frontd.metricsAddress) { $0.isEmpty ? "must not be empty" : nil }
       if config.frontd.streamTLSCert.isEmpty != config.frontd.streamTLSKey.isEmpty {
         throw frontd.fail("stream_tls_key", "stream_tls_cert and stream_tls_key go together")
       }

@@ -66,6 +66,11 @@ extension CrispConfig {
       stream_token_ttl_ms = \(frontd.streamTokenTTLMs)
       # Streaming sessions at once; more are refused.
       max_stream_sessions = \(frontd.maxStreamSessions)
+      # Prometheus metrics (GET /metrics: CRI call latencies and errors, image pulls, pod
+      # network setup, shims, containers and pods by state): the port, 0 for none.
+      metrics_port = \(frontd.metricsPort)
+      # The address it listens on (no authentication: keep it local or firewalled).
+      metrics_address = \(quote(frontd.metricsAddress))
       # "cgroupfs" or "systemd": must match kubelet's cgroupDriver.
       cgroup_driver = \(quote(frontd.cgroupDriver))
       # The RuntimeDefault seccomp profile (containers' seccomp.json format).

@@ -68,6 +68,10 @@ public struct CrispConfig: Sendable, Equatable {
     public var streamTokenTTLMs = 60_000
     /// Streaming sessions at once; more are refused.
     public var maxStreamSessions = 256
+    /// Prometheus metrics of cri-frontd (`GET /metrics`): the port (0: no endpoint) and
+    /// the address it listens on.
+    public var metricsPort = 0
+    public var metricsAddress = "127.0.0.1"
     /// Capabilities cri-frontd keeps while it serves: none. shimd and the runtime are
     /// started by crisp-launcher, which keeps root's. ["ALL"] keeps all (debugging).
     public var capabilities: [String] = []

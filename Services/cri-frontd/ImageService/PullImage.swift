@@ -16,7 +16,15 @@ extension ImageService {
         username: a.username, password: a.password, auth: a.auth, serverAddress: a.serverAddress,
         identityToken: a.identityToken, registryToken: a.registryToken)
     }
-    let pulled = try await imaged(ImagePull.self, .init(image: image, auth: auth), timeoutMs: peers.pullTimeoutMs)
+    let start = ContinuousClock.now
+    let pulled: ImagePull.Response
+    do {
+      pulled = try await imaged(ImagePull.self, .init(image: image, auth: auth), timeoutMs: peers.pullTimeoutMs)
+    } catch {
+      FrontdMetrics.recordPull(duration: ContinuousClock.now - start, bytes: nil)
+      throw error
+    }
+    FrontdMetrics.recordPull(duration: ContinuousClock.now - start, bytes: pulled.image.size)
     var response = Runtime_V1_PullImageResponse()
     response.imageRef = pulled.image.id
     return response

@@ -69,7 +69,9 @@ extension RuntimeService {
                 servers: config.dnsConfig.servers, searches: config.dnsConfig.searches,
                 options: config.dnsConfig.options)
               : nil)
-          let network = try await peers.netd.call(PodNetworkSetup.self, setup, timeoutMs: runtime.networkTimeoutMs)
+          let network = try await FrontdMetrics.timeNetwork(.add) { () async throws(CrispError) in
+            try await peers.netd.call(PodNetworkSetup.self, setup, timeoutMs: runtime.networkTimeoutMs)
+          }
           pod.ips = network.ips
           pod.netns = network.namespaces.network
           pod.ipcns = network.namespaces.ipc

@@ -26,7 +26,9 @@ extension RuntimeService {
       }
     }
     try await stopInfra(pod.id)
-    _ = try await peers.netd.call(PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: runtime.networkTimeoutMs)
+    _ = try await FrontdMetrics.timeNetwork(.del) { () async throws(CrispError) in
+      try await peers.netd.call(PodNetworkTeardown.self, .init(podID: pod.id), timeoutMs: runtime.networkTimeoutMs)
+    }
     if current.state != .notReady {
       var stopped = current
       stopped.state = .notReady

@@ -1,0 +1,31 @@
+import CRIAPI
+
+/// The gauges computed when `/metrics` is scraped: containers by state (as
+/// ListContainers reports them), pods by state, and the shims that answer.
+extension RuntimeService {
+  func refreshMetricGauges() async {
+    var containers: [Runtime_V1_ContainerState: Int] = [:]
+    var pods: [Runtime_V1_PodSandboxState: Int] = [:]
+    var shims = 0
+    for pod in (try? runtime.store.pods()) ?? [] {
+      pods[pod.state == .ready ? .sandboxReady : .sandboxNotready, default: 0] += 1
+      // Pods sharing one PID namespace have an infra process under a shim of their own.
+      if await runtime.shims.state(pod.id) != nil { shims += 1 }
+    }
+    for record in (try? runtime.store.containers(podID: nil)) ?? [] {
+      if await runtime.shims.state(record.id) != nil { shims += 1 }
+      guard let view = try? await view(record) else { continue }
+      containers[view.state, default: 0] += 1
+    }
+    let containerStates: [(Runtime_V1_ContainerState, String)] = [
+      (.containerCreated, "created"), (.containerRunning, "running"), (.containerExited, "exited"),
+      (.containerUnknown, "unknown"),
+    ]
+    for (state, name) in containerStates {
+      FrontdMetrics.set(.containers, containers[state] ?? 0, labels: [("state", name)])
+    }
+    FrontdMetrics.set(.pods, pods[.sandboxReady] ?? 0, labels: [("state", "ready")])
+    FrontdMetrics.set(.pods, pods[.sandboxNotready] ?? 0, labels: [("state", "notready")])
+    FrontdMetrics.set(.shims, shims)
+  }
+}
