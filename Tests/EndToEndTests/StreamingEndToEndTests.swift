@@ -8,7 +8,7 @@ import Testing
 /// kubectl exec and attach through the whole of crisp: the CRI call answers a URL on
 /// frontd's streaming server, a real kubectl (Debian's 1.20, SPDY/3.1) reaches it
 /// through a stand-in API server that forwards the upgrade, and the container's shimd
-/// does the work. (kubectl port-forward through crisp does not pass yet: see the issue.)
+/// does the work; for port-forward, netd connects inside the pod's network namespace.
 @Suite struct StreamingEndToEndTests {
   static let kubectl = ProcessInfo.processInfo.environment["CRISP_KUBECTL"] ?? "/tmp/k8sclient/usr/bin/kubectl"
   static let kubeAPI = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -38,7 +38,9 @@ import Testing
       api.waitUntilExit()
     }
 
-    func launch(_ arguments: [String], stdin: String? = nil) throws -> (Process, out: String, err: String) {
+    func launch(_ arguments: [String], stdin: String? = nil, stdinFile: String? = nil) throws -> (
+      Process, out: String, err: String
+    ) {
       let process = Process()
       process.executableURL = URL(fileURLWithPath: StreamingEndToEndTests.kubectl)
       process.arguments = ["--server", url, "--request-timeout", "0"] + arguments
@@ -50,7 +52,7 @@ import Testing
       process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
       process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
       process.standardInput =
-        try stdin.map { text in
+        try stdinFile.map { try FileHandle(forReadingFrom: URL(fileURLWithPath: $0)) } ?? stdin.map { text in
           let file = dir + "/stdin-\(UUID().uuidString)"
           try text.write(toFile: file, atomically: true, encoding: .utf8)
           return try FileHandle(forReadingFrom: URL(fileURLWithPath: file))
@@ -60,8 +62,10 @@ import Testing
     }
 
     /// Runs kubectl to its end (deadline 60 s): exit code, stdout, stderr.
-    func run(_ arguments: [String], stdin: String? = nil) async throws -> (Int32, String, String) {
-      let (process, out, err) = try launch(arguments, stdin: stdin)
+    func run(_ arguments: [String], stdin: String? = nil, stdinFile: String? = nil) async throws -> (
+      Int32, String, String
+    ) {
+      let (process, out, err) = try launch(arguments, stdin: stdin, stdinFile: stdinFile)
       do {
         try await waitUntil("kubectl \(arguments.first ?? "") ends", timeout: .seconds(60)) { !process.isRunning }
       } catch {
@@ -148,6 +152,152 @@ import Testing
       try await crisp.removePod(podID)
     }
   }
+}
+
+extension StreamingEndToEndTests {
+  static let tcpRoundTrip = URL(fileURLWithPath: kubeAPI).deletingLastPathComponent()
+    .appendingPathComponent("tcp_roundtrip.py").path
+
+  /// kubectl port-forward to an echo server in a pod: 10 MB each way, on one connection and
+  /// then on two at once; a port nothing listens on is reported, and kubectl survives it.
+  @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: kubectl), "kubectl 1.20 comes with make deps"))
+  func kubectlPortForwardThroughCrisp() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let kubectl = try await Kubectl(dir: crisp.dir)
+      defer { kubectl.stop() }
+      let echo = try await crisp.createContainer(
+        podID: podID, name: "echo", image: image, command: ["nc", "-ll", "-p", "8080", "-e", "cat"])
+      try await crisp.startContainer(echo)
+
+      var request = Runtime_V1_PortForwardRequest()
+      request.podSandboxID = podID
+      request.port = [8080, 8081]
+      try await crisp.withRuntime { try await $0.portForward(request) }.url.write(
+        toFile: kubectl.target, atomically: true, encoding: .utf8)
+      let (forwarder, out, err) = try kubectl.launch(["port-forward", "pod1", ":8080", ":8081"])
+      defer {
+        kill(forwarder.processIdentifier, SIGKILL)
+        forwarder.waitUntilExit()
+      }
+      // "Forwarding from 127.0.0.1:40123 -> 8080"
+      var localPorts: [Int: String] = [:]
+      try await waitUntil("kubectl listens for both ports", timeout: .seconds(30)) {
+        #expect(forwarder.isRunning, "kubectl port-forward ended: \(readWholeFile(err))")
+        for line in readWholeFile(out).split(separator: "\n") where line.hasPrefix("Forwarding from 127.0.0.1:") {
+          let parts = line.dropFirst("Forwarding from 127.0.0.1:".count).split(separator: " ")
+          if parts.count == 3 { localPorts[Int(parts[2]) ?? 0] = String(parts[0]) }
+        }
+        return localPorts.count == 2 || !forwarder.isRunning
+      }
+      let port8080 = try #require(localPorts[8080], "\(readWholeFile(out)) \(readWholeFile(err))")
+      let port8081 = try #require(localPorts[8081])
+
+      let size = String(10 * 1024 * 1024)
+      var (code, result, problems) = try runCapture("/usr/bin/python3", [Self.tcpRoundTrip, port8080, size, "1"])
+      #expect(code == 0, "\(result) \(problems) kubectl: \(readWholeFile(err))")
+      (code, result, problems) = try runCapture("/usr/bin/python3", [Self.tcpRoundTrip, port8080, size, "2"])
+      #expect(code == 0, "\(result) \(problems) kubectl: \(readWholeFile(err))")
+      #expect(result.split(separator: "\n").count == 2)
+
+      // Nothing listens on 8081 in the pod: kubectl is told so on the error stream.
+      (code, result, _) = try runCapture("/usr/bin/python3", [Self.tcpRoundTrip, port8081, "10", "1"])
+      #expect(code != 0)
+      try await waitUntil("kubectl reports the refused port", timeout: .seconds(10)) {
+        readWholeFile(err).contains("error forwarding port 8081")
+      }
+      // And the forwarder still works for the good port.
+      (code, result, problems) = try runCapture("/usr/bin/python3", [Self.tcpRoundTrip, port8080, "1000", "1"])
+      #expect(code == 0, "\(result) \(problems) kubectl: \(readWholeFile(err))")
+      try await crisp.removePod(podID)
+    }
+  }
+}
+
+extension StreamingEndToEndTests {
+  static let ptyRun = URL(fileURLWithPath: kubeAPI).deletingLastPathComponent()
+    .appendingPathComponent("pty_run.py").path
+
+  /// kubectl exec -i pipes 10 MB through `sha256sum` in the container; kubectl exec -it on a
+  /// 33x77 terminal gives the exec'd shell a terminal of that size (the resize stream).
+  @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: kubectl), "kubectl 1.20 comes with make deps"))
+  func kubectlExecStdinVolumeAndTerminalSize() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let kubectl = try await Kubectl(dir: crisp.dir)
+      defer { kubectl.stop() }
+      let sleeper = try await crisp.createContainer(
+        podID: podID, name: "sleeper", image: image, command: ["sleep", "1000"])
+      try await crisp.startContainer(sleeper)
+
+      // 10 MB in, its digest out, compared with the digest of what was sent.
+      let input = crisp.dir + "/ten-megabytes"
+      FileManager.default.createFile(
+        atPath: input, contents: Data((0..<(10 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }))
+      let (_, expected, _) = try runCapture("/usr/bin/sha256sum", [input])
+      var exec = Runtime_V1_ExecRequest()
+      exec.containerID = sleeper
+      exec.cmd = ["sha256sum"]
+      exec.stdin = true
+      exec.stdout = true
+      exec.stderr = true
+      try await crisp.withRuntime { try await $0.exec(exec) }.url.write(
+        toFile: kubectl.target, atomically: true, encoding: .utf8)
+      let (code0, digest, problems0) = try await kubectl.run(["exec", "-i", "pod1", "--", "ignored"], stdinFile: input)
+      #expect(code0 == 0, "\(problems0)")
+      #expect(digest.prefix(64) == expected.prefix(64), "\(digest) \(problems0)")
+
+      // A terminal: stdout and stderr merged, the size kubectl reads from its own terminal.
+      // The first resize may reach the terminal after the shell starts (as with kubelet); busybox's
+      // stty fails while the size is 0x0, so wait for it, up to 5 s.
+      exec.cmd = [
+        "sh", "-c",
+        "i=0; while ! stty size >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; stty size; echo to-stderr >&2",
+      ]
+      exec.stdin = true
+      exec.stderr = false
+      exec.tty = true
+      try await crisp.withRuntime { try await $0.exec(exec) }.url.write(
+        toFile: kubectl.target, atomically: true, encoding: .utf8)
+      let (code, text, problems) = try await runCaptureWithDeadline(
+        "/usr/bin/python3",
+        [Self.ptyRun, "33", "77", Self.kubectl, "--server", kubectl.url, "exec", "-it", "pod1", "--", "ignored"],
+        environment: ["KUBECONFIG": kubectl.dir + "/no-kubeconfig", "HOME": kubectl.dir])
+      #expect(code == 0, "\(text) \(problems)")
+      #expect(text.contains("33 77"), "\(text) \(problems)")
+      #expect(text.contains("to-stderr"), "a terminal merges stderr: \(text)")
+      try await crisp.removePod(podID)
+    }
+  }
+}
+
+/// Runs a program to its end within 60 s (killed after that): exit code, stdout, stderr.
+func runCaptureWithDeadline(_ path: String, _ arguments: [String], environment: [String: String]) async throws
+  -> (Int32, String, String)
+{
+  let process = Process()
+  process.executableURL = URL(fileURLWithPath: path)
+  process.arguments = arguments
+  process.environment = environment
+  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("crisp-run-\(UUID().uuidString)").path
+  try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+  defer { try? FileManager.default.removeItem(atPath: dir) }
+  FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+  FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+  process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
+  process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
+  process.standardInput = FileHandle.nullDevice
+  try process.run()
+  do {
+    try await waitUntil("\(path) ends", timeout: .seconds(60)) { !process.isRunning }
+  } catch {
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    throw error
+  }
+  return (process.terminationStatus, readWholeFile(dir + "/out"), readWholeFile(dir + "/err"))
 }
 
 /// Runs a program to its end: exit code, stdout, stderr.
