@@ -206,7 +206,7 @@ let package = Package(
     .executableTarget(
       name: "crisp-bench",
       dependencies: [
-        "CrispCore", "CrispIPC", "CRIAPI", "CNNG", "CrispTestSupport",
+        "CrispCore", "CrispIPC", "CRIAPI", "CNNG", "CrispTestSupport", "CrispCgroups",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -39,10 +39,19 @@ struct Bench: AsyncParsableCommand {
   @Option(help: "Pods brought up at once in the cri figure (comma-separated).")
   var concurrency: String = "1,10,50"
 
+  @Option(help: "Running containers (one per pod) for the stats figure.")
+  var statsContainers: Int = 50
+
+  @Option(help: "Timed ListContainerStats calls of the stats figure.")
+  var statsCalls: Int = 200
+
+  @Flag(inversion: .prefixedNo, help: "Also time containerd's ListContainerStats in the stats figure.")
+  var statsPeer: Bool = true
+
   @Option(help: "Where to write the JSON results.")
   var resultsDir: String = "bench/results"
 
-  @Option(help: "Run only these figures (comma-separated: ipc, network, memory, pull, cri).")
+  @Option(help: "Run only these figures (comma-separated: ipc, network, memory, pull, cri, stats).")
   var only: String = ""
 
   func selected(_ name: String) -> Bool { only.isEmpty || only.split(separator: ",").contains { $0 == name } }
@@ -50,7 +59,8 @@ struct Bench: AsyncParsableCommand {
   func run() async throws {
     // The pull figure needs a registry before imaged starts (its registries.conf names it).
     let registry =
-      (selected("pull") && pullRounds > 0) || selected("cri") ? try await LocalRegistry.start() : nil
+      (selected("pull") && pullRounds > 0) || selected("cri") || selected("stats")
+      ? try await LocalRegistry.start() : nil
     defer { registry?.stop() }
     let instance = try BenchInstance(binDir: binDir, insecureRegistry: registry?.address)
     defer { instance.stop() }
@@ -91,6 +101,11 @@ struct Bench: AsyncParsableCommand {
       results["cri"] = try await PeerBench.measure(
         instance: instance, registry: registry, binDir: binDir, pods: criPods, rounds: criRounds, pullRounds: 3,
         concurrency: concurrency.split(separator: ",").compactMap { Int($0) })
+    }
+    if let registry, selected("stats") {
+      results["stats"] = try await StatsBench.run(
+        instance: instance, registry: registry, binDir: binDir, containers: statsContainers, calls: statsCalls,
+        peer: statsPeer)
     }
     guard selected("ipc") || selected("network") || selected("memory") else {
       return try write(results)
