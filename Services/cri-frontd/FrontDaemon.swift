@@ -14,7 +14,7 @@ import Streaming
 
 /// Start-up and shutdown of cri-frontd.
 enum FrontDaemon {
-  static func run(configPath: String?, logLevel: String?) async throws {
+  static func run(configPath: String?, logLevel: String?, testHooks: Bool = false) async throws {
     let signals = TerminationSignals()
     let (config, logger) = try DaemonStartup.load(daemon: .frontd, configPath: configPath, logLevel: logLevel)
     // The launcher first, with root's capabilities; then frontd drops its own (which
@@ -70,13 +70,16 @@ enum FrontDaemon {
         .unavailable,
         "cannot start the streaming server on \(config.frontd.streamAddress):\(config.frontd.streamPort): \(error)")
     }
+    let identity = DaemonIdentity(name: "cri-frontd")
     let runtimeService = RuntimeService(
       peers: peers, runtime: runtime, healthTimeoutMs: Int32(config.ipc.healthTimeoutMs),
-      identity: DaemonIdentity(name: "cri-frontd"), logger: logger, streaming: streaming)
+      identity: identity, logger: logger, streaming: streaming)
     let metrics = try await MetricsServer.startIfConfigured(config.frontd, runtime: runtimeService, logger: logger)
     // The shims push container starts and exits here (GetContainerEvents).
     let shimEvents = try IPCEventReceiver(address: CrispPaths.ipcAddress(paths.eventsSocket), logger: logger)
     defer { shimEvents.close() }
+    let control = try FrontdControl.listen(paths: paths, identity: identity, testHooks: testHooks, logger: logger)
+    defer { control.close() }
     try confine(seccomp: config.seccomp, action: config.seccompAction, caps: caps, profile: .frontd, logger: logger)
     let server = GRPCServer(
       transport: .http2NIOPosix(listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext),
@@ -86,6 +89,7 @@ enum FrontDaemon {
     try await withThrowingDiscardingTaskGroup { tasks in
       tasks.addTask { try await server.serve() }
       tasks.addTask { await runtimeService.runContainerEvents(shimEvents) }
+      tasks.addTask { await control.run() }
       if let metrics { tasks.addTask { await metrics.run() } }
       tasks.addTask {
         let signo = await signals.wait()
@@ -93,6 +97,7 @@ enum FrontDaemon {
         SystemdNotify.send("STOPPING=1")
         // Event streams never end on their own: end them, and the event pump.
         shimEvents.close()
+        control.close()
         runtimeService.events.close()
         server.beginGracefulShutdown()
         await streaming.stop()

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CrispConfig
 import CrispCore
+import CrispDaemon
 
 /// cri-frontd: the only process kubelet talks to.
 @main
@@ -23,8 +24,12 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Log level, overriding the configuration.")
   var logLevel: String?
 
+  // Tests only: serve debug.syscall on frontd's IPC socket (TestHooks).
+  @Flag(name: .customLong(TestHooks.flag), help: .hidden)
+  var testHooks = false
+
   func run() async throws {
-    try await FrontDaemon.run(configPath: config, logLevel: logLevel)
+    try await FrontDaemon.run(configPath: config, logLevel: logLevel, testHooks: testHooks)
   }
 }
 

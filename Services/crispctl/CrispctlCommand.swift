@@ -42,30 +42,39 @@ struct Status: AsyncParsableCommand {
     let config = try options.load()
     let paths = config.paths
     var anyDown = false
-    for (name, socket) in [("imaged", paths.imagedSocket), ("netd", paths.netdSocket)] {
+    for (name, socket) in [
+      ("imaged", paths.imagedSocket), ("netd", paths.netdSocket), ("cri-frontd", paths.frontdSocket),
+    ] {
       let client = try IPCClient(
         peer: name, address: CrispPaths.ipcAddress(socket), defaultTimeoutMs: options.timeoutMs)
       do {
         let health = try await client.call(Health.self)
+        let note = name == "cri-frontd" ? config.criSocketPath : health.message
         print(
           describe(
             name: name, pid: health.pid, version: health.version, uptime: health.uptimeSeconds,
-            ready: health.ready, note: health.message))
+            ready: health.ready, note: note))
       } catch {
-        anyDown = true
-        print("\(name): down (\(error.message))")
+        if name == "cri-frontd", let line = frontdFromLock(paths: paths, socket: config.criSocketPath) {
+          print(line)
+        } else {
+          anyDown = true
+          print("\(name): down (\(error.message))")
+        }
       }
       client.close()
     }
-    // frontd serves gRPC only; its lock file names its pid.
-    let lockText = (try? String(contentsOfFile: paths.frontdLock, encoding: .utf8)) ?? ""
-    if let pid = Int32(lockText.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0 {
-      print(describe(name: "cri-frontd", pid: pid, version: nil, uptime: nil, ready: true, note: config.criSocketPath))
-    } else {
-      anyDown = true
-      print("cri-frontd: down (no live process holds \(paths.frontdLock))")
-    }
     if anyDown { throw ExitCode(1) }
+  }
+
+  /// A frontd whose IPC socket does not answer (an older one, or a busy one) is still
+  /// up if a live process holds its lock file, which names its pid.
+  func frontdFromLock(paths: CrispPaths, socket: String) -> String? {
+    let lockText = (try? String(contentsOfFile: paths.frontdLock, encoding: .utf8)) ?? ""
+    guard let pid = Int32(lockText.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0 else {
+      return nil
+    }
+    return describe(name: "cri-frontd", pid: pid, version: nil, uptime: nil, ready: true, note: socket)
   }
 
   func describe(_ set: Set<Capability>) -> String {
@@ -93,7 +102,7 @@ struct IPC: AsyncParsableCommand {
 
   @OptionGroup var options: GlobalOptions
 
-  @Argument(help: "imaged, netd, or shim:<container-id>.")
+  @Argument(help: "imaged, netd, cri-frontd, or shim:<container-id>.")
   var daemon: String
 
   @Argument(help: "The method, e.g. health, ping, netd.status.")
@@ -108,6 +117,7 @@ struct IPC: AsyncParsableCommand {
     switch daemon {
     case "imaged": socket = config.paths.imagedSocket
     case "netd": socket = config.paths.netdSocket
+    case "cri-frontd", "frontd": socket = config.paths.frontdSocket
     case let shim where shim.hasPrefix("shim:"):
       let id = String(shim.dropFirst(5))
       guard id.count == 64, id.allSatisfy(\.isHexDigit) else {
@@ -115,7 +125,7 @@ struct IPC: AsyncParsableCommand {
       }
       socket = config.paths.shimSocket(containerID: id.lowercased())
     default:
-      throw ValidationError("unknown daemon \"\(daemon)\": imaged, netd or shim:<id>")
+      throw ValidationError("unknown daemon \"\(daemon)\": imaged, netd, cri-frontd or shim:<id>")
     }
     guard let object = try? JSONSerialization.jsonObject(with: Data(params.utf8)), object is [String: Any] else {
       throw ValidationError("params must be a JSON object, got \(params)")
@@ -133,7 +143,8 @@ struct IPC: AsyncParsableCommand {
 }
 
 struct Shims: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Each shim: container, pid, uptime.")
+  static let configuration = CommandConfiguration(
+    abstract: "Each shim: container, shim pid, uptime, container state and init pid.")
 
   @OptionGroup var options: GlobalOptions
 
@@ -149,7 +160,12 @@ struct Shims: AsyncParsableCommand {
         peer: "shimd", address: CrispPaths.ipcAddress(dir + "/" + name), defaultTimeoutMs: options.timeoutMs)
       do {
         let health = try await client.call(Health.self)
-        print("\(id) pid=\(health.pid) uptime=\(String(format: "%.1f", health.uptimeSeconds))s")
+        var line = "\(id) pid=\(health.pid) uptime=\(String(format: "%.1f", health.uptimeSeconds))s"
+        if let state = try? await client.call(ShimState.self) {
+          line += " state=\(state.state.rawValue) container_pid=\(state.pid)"
+          if state.state == .exited { line += " exit_code=\(state.exitCode)" }
+        }
+        print(line)
       } catch {
         print("\(id) not answering: \(error.message)")
       }

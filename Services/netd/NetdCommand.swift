@@ -24,6 +24,10 @@ struct NetdCommand: AsyncParsableCommand {
   @Option(help: "Log level, overriding the configuration.")
   var logLevel: String?
 
+  // Tests only: serve debug.syscall (TestHooks).
+  @Flag(name: .customLong(TestHooks.flag), help: .hidden)
+  var testHooks = false
+
   func run() async throws {
     let signals = TerminationSignals()
     // A plugin that exits before reading its configuration must not kill netd.
@@ -68,6 +72,7 @@ struct NetdCommand: AsyncParsableCommand {
     }
     let forwarder = PortForwarder(directory: paths.runRoot + "/portforward", networks: networks, logger: logger)
     router.register(NetPortForward.self) { request in try await forwarder.open(request) }
+    if testHooks { TestHooks.register(in: &router, logger: logger) }
 
     let address = CrispPaths.ipcAddress(paths.netdSocket)
     let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)

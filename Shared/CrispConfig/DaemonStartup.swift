@@ -11,12 +11,18 @@ import Logging
 public enum DaemonStartup {
   nonisolated(unsafe) private static var reload: ReloadSignal?
 
-  private static func watchForReload(daemon: CrispConfig.Daemon, configPath: String?, logger: Logger) {
+  /// `fixedLevel` (from --log-level) stays over the file's; SIGHUP is handled either
+  /// way, since its default action would end the daemon.
+  private static func watchForReload(
+    daemon: CrispConfig.Daemon, configPath: String?, fixedLevel: Logger.Level?, logger: Logger
+  ) {
     reload = ReloadSignal {
       do {
         let fresh = try CrispConfig.load(path: configPath)
-        CrispLogging.level = fresh.logLevel(for: daemon)
-        logger.notice("configuration reloaded", metadata: ["log_level": "\(CrispLogging.level)"])
+        CrispLogging.level = fixedLevel ?? fresh.logLevel(for: daemon)
+        logger.notice(
+          "configuration reloaded",
+          metadata: ["log_level": "\(CrispLogging.level)\(fixedLevel == nil ? "" : " (--log-level)")"])
       } catch {
         logger.error("configuration not reloaded: \(error)")
       }
@@ -32,18 +38,16 @@ public enum DaemonStartup {
     } catch {
       throw CrispError(.invalidArgument, "invalid configuration: \(error)")
     }
-    var level = config.logLevel(for: daemon)
+    var fixedLevel: Logger.Level? = nil
     if let logLevel {
       guard let parsed = Logger.Level(configName: logLevel) else {
         throw CrispError(.invalidArgument, "--log-level: unknown level \"\(logLevel)\"")
       }
-      level = parsed
+      fixedLevel = parsed
     }
-    let logger = CrispLogging.bootstrap(daemon: daemon.rawValue, level: level)
-    if logLevel == nil {
-      // An explicit --log-level stays; otherwise SIGHUP applies the file's level.
-      watchForReload(daemon: daemon, configPath: configPath, logger: logger)
-    }
+    let logger = CrispLogging.bootstrap(daemon: daemon.rawValue, level: fixedLevel ?? config.logLevel(for: daemon))
+    // An explicit --log-level stays; otherwise SIGHUP applies the file's level.
+    watchForReload(daemon: daemon, configPath: configPath, fixedLevel: fixedLevel, logger: logger)
     try makeDirectories(config.runRoot, mode: 0o711)
     try makeDirectories(config.root, mode: 0o711)
     return (config, logger)

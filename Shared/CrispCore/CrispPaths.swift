@@ -13,6 +13,8 @@ public struct CrispPaths: Sendable, Equatable {
 
   public var criSocket: String { runRoot + "/crisp.sock" }
   public var frontdLock: String { runRoot + "/cri-frontd.lock" }
+  /// frontd's IPC socket (health for crispctl; test hooks).
+  public var frontdSocket: String { runRoot + "/cri-frontd.ipc" }
   public var imagedSocket: String { runRoot + "/imaged.ipc" }
   public var netdSocket: String { runRoot + "/netd.ipc" }
   public var eventsSocket: String { runRoot + "/events.ipc" }

@@ -1,12 +1,24 @@
+import CCrispSys
 import CrispCore
 import CrispLinux
 import Logging
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// Installs the daemon's seccomp filter (unless `seccomp` is off) and logs what the
 /// daemon now runs with. Called once its sockets are bound, before it serves.
 public func confine(
   seccomp: Bool, action: String, caps: ProcessCapabilities, profile: SeccompProfile, logger: Logger
 ) throws(CrispError) {
+  // Every daemon runs as uid 0, and the kernel lets a process of the same uid whose
+  // capabilities include the target's read and write the target's memory
+  // (/proc/<pid>/mem, process_vm_writev): any root process could take over frontd,
+  // which holds none, and with it the launcher. Not dumpable, only CAP_SYS_PTRACE may.
+  guard crisp_set_dumpable(0) == 0 else {
+    throw CrispError(.internal, "PR_SET_DUMPABLE: \(String(cString: strerror(errno)))")
+  }
   if seccomp {
     try DaemonPrivileges.installSeccomp(profile, action: DaemonPrivileges.Action(rawValue: action) ?? .errno)
   }
@@ -14,7 +26,7 @@ public func confine(
     "privileges",
     metadata: [
       "capabilities": "\(caps.effective.names)", "bounding": "\(caps.bounding.names)",
-      "no_new_privs": "\(ProcessControl.noNewPrivileges)",
+      "no_new_privs": "\(ProcessControl.noNewPrivileges)", "dumpable": "\(crisp_get_dumpable() == 1)",
       "seccomp": seccomp
         ? "\(action): \(profile.denied.joined(separator: ",")); sockets \(profile.socketFamilies.sorted())" : "off",
     ])

@@ -13,10 +13,11 @@ public struct SeccompProfile: Sendable {
   public var denied: [String]
   public var socketFamilies: Set<Int32>
 
-  /// No daemon debugs, loads kernel code, reboots, swaps or pivots its root.
+  /// No daemon debugs, loads kernel code, reboots, swaps or pivots its root. None uses
+  /// io_uring either, whose operations (IORING_OP_SOCKET...) no seccomp filter sees.
   public static let common = [
     "ptrace", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "bpf",
-    "perf_event_open", "reboot", "swapon", "swapoff", "pivot_root",
+    "perf_event_open", "reboot", "swapon", "swapoff", "pivot_root", "io_uring_setup",
   ]
   static let inetFamilies: Set<Int32> = [Int32(AF_UNIX), Int32(AF_INET), Int32(AF_INET6), Int32(AF_NETLINK)]
 

@@ -22,6 +22,10 @@ struct ImagedCommand: AsyncParsableCommand {
   @Option(help: "Log level, overriding the configuration.")
   var logLevel: String?
 
+  // Tests only: serve debug.syscall (TestHooks).
+  @Flag(name: .customLong(TestHooks.flag), help: .hidden)
+  var testHooks = false
+
   func run() async throws {
     let signals = TerminationSignals()
     let (config, logger) = try DaemonStartup.load(daemon: .imaged, configPath: self.config, logLevel: logLevel)
@@ -51,6 +55,7 @@ struct ImagedCommand: AsyncParsableCommand {
     var router = IPCRouter()
     router.register(Health.self) { _ in identity.health() }
     handlers.register(in: &router)
+    if testHooks { TestHooks.register(in: &router, logger: logger) }
 
     let address = CrispPaths.ipcAddress(paths.imagedSocket)
     let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)

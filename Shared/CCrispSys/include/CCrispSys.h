@@ -126,4 +126,19 @@ int crisp_get_window_size(int fd, unsigned short *columns, unsigned short *rows)
 ssize_t crisp_read_in_netns(const char *netns_path, const char *file, char *buffer, size_t capacity, int *error,
                             int *step);
 
+/// PR_SET_DUMPABLE / PR_GET_DUMPABLE. A process that is not dumpable can be traced, and
+/// its /proc/<pid>/mem opened, only by a holder of CAP_SYS_PTRACE. Returns 0 / the
+/// flag, or -1 with errno.
+int crisp_set_dumpable(int on);
+int crisp_get_dumpable(void);
+
+/// Test hook (`debug.syscall`, daemons started with --test-hooks only): makes the system
+/// call named `name` (ptrace, bpf, reboot, mount, socket:packet, ... see debug_probe.c)
+/// with arguments the kernel refuses on its own, so it can change nothing. Returns 0 if
+/// it succeeded, the errno it failed with, or -1 for a name it does not know; *result
+/// is the call's return value.
+int crisp_debug_probe(const char *name, long *result);
+/// "EPERM" for EPERM; "" for a number glibc has no name for.
+const char *crisp_errno_name(int error);
+
 #endif
