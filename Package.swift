@@ -207,6 +207,10 @@ let package = Package(
       name: "crisp-bench",
       dependencies: [
         "CrispCore", "CrispIPC", "CRIAPI", "CNNG", "CrispTestSupport", "CrispCgroups",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "NIOWebSocket", package: "swift-nio"),
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -48,10 +48,16 @@ struct Bench: AsyncParsableCommand {
   @Flag(inversion: .prefixedNo, help: "Also time containerd's ListContainerStats in the stats figure.")
   var statsPeer: Bool = true
 
+  @Option(help: "Timed runs of exec true in the exec figure.")
+  var execRuns: Int = 200
+
+  @Option(help: "Runs of exec cat of a 100 MB file in the exec figure.")
+  var execCatRuns: Int = 3
+
   @Option(help: "Where to write the JSON results.")
   var resultsDir: String = "bench/results"
 
-  @Option(help: "Run only these figures (comma-separated: ipc, network, memory, pull, cri, stats).")
+  @Option(help: "Run only these figures (comma-separated: ipc, network, memory, pull, cri, stats, exec).")
   var only: String = ""
 
   func selected(_ name: String) -> Bool { only.isEmpty || only.split(separator: ",").contains { $0 == name } }
@@ -59,7 +65,7 @@ struct Bench: AsyncParsableCommand {
   func run() async throws {
     // The pull figure needs a registry before imaged starts (its registries.conf names it).
     let registry =
-      (selected("pull") && pullRounds > 0) || selected("cri") || selected("stats")
+      (selected("pull") && pullRounds > 0) || selected("cri") || selected("stats") || selected("exec")
       ? try await LocalRegistry.start() : nil
     defer { registry?.stop() }
     let instance = try BenchInstance(binDir: binDir, insecureRegistry: registry?.address)
@@ -106,6 +112,10 @@ struct Bench: AsyncParsableCommand {
       results["stats"] = try await StatsBench.run(
         instance: instance, registry: registry, binDir: binDir, containers: statsContainers, calls: statsCalls,
         peer: statsPeer)
+    }
+    if let registry, selected("exec") {
+      results["exec"] = try await ExecBench.run(
+        instance: instance, registry: registry, binDir: binDir, runs: execRuns, catRuns: execCatRuns)
     }
     guard selected("ipc") || selected("network") || selected("memory") else {
       return try write(results)
