@@ -48,6 +48,39 @@ extension RuntimeService {
     return view
   }
 
+  /// The views of many containers, in their order. Each shim is asked at the same time
+  /// (up to 32 at once): kubelet lists every container every second, and one shim after
+  /// the other made ListContainers 13 times slower than containerd's with 50 containers.
+  func views(_ records: [ContainerRecord]) async throws(CrispError) -> [ContainerView] {
+    let results = await withTaskGroup(of: (Int, Result<ContainerView, CrispError>).self) { group in
+      var results = [Result<ContainerView, CrispError>?](repeating: nil, count: records.count)
+      var next = 0
+      func addNext() {
+        guard next < records.count else { return }
+        let (index, record) = (next, records[next])
+        next += 1
+        group.addTask {
+          do throws(CrispError) { return (index, .success(try await self.view(record))) } catch {
+            return (index, .failure(error))
+          }
+        }
+      }
+      for _ in 0..<min(32, records.count) { addNext() }
+      while let (index, result) = await group.next() {
+        results[index] = result
+        addNext()
+      }
+      return results
+    }
+    var views: [ContainerView] = []
+    views.reserveCapacity(records.count)
+    for result in results {
+      guard let result else { continue }
+      views.append(try result.get())
+    }
+    return views
+  }
+
   func containerStatus(request: Runtime_V1_ContainerStatusRequest, context: ServerContext) async throws
     -> Runtime_V1_ContainerStatusResponse
   {
@@ -109,9 +142,12 @@ extension RuntimeService {
         podID = pod.id
       }
       var response = Runtime_V1_ListContainersResponse()
-      for record in try runtime.store.containers(podID: podID) {
-        if let id = filter?.id, !id.isEmpty, !record.id.hasPrefix(id) { continue }
-        let view = try await view(record)
+      let records = try runtime.store.containers(podID: podID).filter { record in
+        guard let id = filter?.id, !id.isEmpty else { return true }
+        return record.id.hasPrefix(id)
+      }
+      for view in try await views(records) {
+        let record = view.record
         if let filter, filter.hasState, filter.state.state != view.state { continue }
         if let selector = filter?.labelSelector, !selector.allSatisfy({ view.config.labels[$0.key] == $0.value }) {
           continue

@@ -71,10 +71,8 @@ extension RuntimeService {
     if let pod = try? runtime.store.pod(pending.podID), let status = try? podStatus(pod) {
       event.podSandboxStatus = status
     }
-    var statuses: [Runtime_V1_ContainerStatus] = []
-    for record in (try? runtime.store.containers(podID: pending.podID)) ?? [] {
-      if let view = try? await view(record) { statuses.append(status(of: view)) }
-    }
+    let records = (try? runtime.store.containers(podID: pending.podID)) ?? []
+    var statuses = ((try? await views(records)) ?? []).map { status(of: $0) }
     if pending.kind != .deleted {
       if !statuses.contains(where: { $0.id == pending.containerID }), let record = pending.record,
         let view = try? await view(record)
