@@ -71,7 +71,11 @@ def main():
     def recv_exact(n):
         buf = b""
         while len(buf) < n:
-            chunk = conn.recv(n - len(buf))
+            try:
+                chunk = conn.recv(n - len(buf))
+            except OSError:
+                # A reset (frontd closed with our output unread) is the client going away too.
+                return None
             if not chunk:
                 return None
             buf += chunk

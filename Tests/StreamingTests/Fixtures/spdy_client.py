@@ -296,6 +296,8 @@ def arguments():
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--kind")
     p.add_argument("--flow-control", action="store_true")
+    p.add_argument("--no-read", action="store_true", help="exec: open the streams, then never read (slow reader)")
+    p.add_argument("--ready-file", help="created once the streams are open")
     p.add_argument("--cafile")
     p.add_argument("--cert")
     p.add_argument("--key")
@@ -313,6 +315,10 @@ def run_exec(args, conn, result):
     if args.tty:
         names.append("resize")
     streams = {name: conn.open_stream({"streamtype": name}) for name in names}
+    if args.ready_file:
+        open(args.ready_file, "w").close()
+    if args.no_read:
+        time.sleep(3600)
     errors = []
     if args.resize:
         w, h = args.resize.split("x")
@@ -421,7 +427,8 @@ def main():
     if status != 101:
         result["body"] = conn.body
     else:
-        conn.start_reader()
+        if not args.no_read:
+            conn.start_reader()
         {"exec": run_exec, "portforward": run_portforward, "malformed": run_malformed}[args.mode](args, conn, result)
         if conn.read_error:
             result["read_error"] = conn.read_error
