@@ -26,7 +26,12 @@ import Testing
         command: ["sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=50 && touch /filled && sleep 1000"])
       let writer = try await crisp.createContainer(
         podID: podID, name: "writer", image: image,
-        command: ["sh", "-c", "dd if=/dev/zero of=/data.bin bs=1M count=10 conv=fsync && touch /written && sleep 1000"])
+        command: [
+          "sh", "-c",
+          // In a directory only its owner, another user, may read: counted all the same.
+          "mkdir /private && dd if=/dev/zero of=/private/data.bin bs=1M count=10 conv=fsync"
+            + " && chown -R 1000 /private && chmod 700 /private && touch /written && sleep 1000",
+        ])
       for id in [burn, memory, writer] { try await crisp.startContainer(id) }
 
       // CPU: the cumulative counter rises, and the rate over the interval is substantial.
@@ -53,7 +58,8 @@ import Testing
       #expect(used.pageFaults.value > 0)
       #expect(!used.hasAvailableBytes, "no limit, no available bytes")
 
-      // The writable layer: 10 MiB written to the root filesystem (cached for a few seconds).
+      // The writable layer: 10 MiB written to the root filesystem (cached for a few seconds),
+      // measured by imaged: frontd, with no capability, cannot read /private.
       try await waitUntil("the writer wrote its file", timeout: .seconds(20)) {
         try await crisp.execSync(writer, ["test", "-e", "/written"]).exitCode == 0
       }

@@ -1,10 +1,11 @@
 import CRIAPI
 import CrispCgroups
 import CrispCore
+import CrispIPC
 import GRPCCore
 
 /// ContainerStats, ListContainerStats, StreamContainerStats: read from the containers'
-/// cgroups (v1 or v2) and writable layers by frontd itself, no IPC.
+/// cgroups (v1 or v2) by frontd itself; writable layers measured by imaged, cached.
 extension RuntimeService {
   /// Items per message of the Stream* calls.
   static let statsChunk = 64
@@ -89,8 +90,17 @@ extension RuntimeService {
     let now = WallClock.nowNanoseconds()
     let sample = stats.sample(containerID: record.id, facts: facts)
     if let sample { fill(&result, from: sample, key: record.id, timestamp: now) }
-    if let upper = facts.upperDir {
-      let usage = await stats.writableLayers.usage(containerID: record.id, upperDir: upper)
+    let imaged = peers.imaged
+    if facts.upperDir != nil,
+      let usage = await stats.writableLayers.usage(
+        containerID: record.id,
+        measure: { id in
+          guard let reply = try? await imaged.call(SnapshotUsage.self, .init(containerIDs: [id])),
+            let usage = reply.usages.first(where: { $0.containerID == id })
+          else { return nil }
+          return WritableLayerUsage.Usage(bytes: usage.bytes, inodes: usage.inodes, timestamp: usage.timestamp)
+        })
+    {
       result.writableLayer.timestamp = usage.timestamp
       result.writableLayer.fsID.mountpoint = runtime.paths.imagesDir
       result.writableLayer.usedBytes.value = usage.bytes

@@ -9,7 +9,8 @@ import Synchronization
 /// What frontd keeps between stats calls: where each container's cgroup and writable
 /// layer are (read once from its bundle), the last CPU reading of each container and
 /// pod (for nano-cores), and the writable-layer cache. A stats call then costs a few
-/// small cgroup file reads per container and no IPC (pod network counters aside).
+/// small cgroup file reads per container and no IPC but for pod network counters and,
+/// once per TTL, writable layers.
 final class StatsCollector: Sendable {
   /// A container's fixed facts, from its bundle's `config.json` and `rootfs.json`.
   struct Facts: Sendable {

@@ -31,6 +31,9 @@ struct ImageHandlers: Sendable {
     router.register(SnapshotPrepare.self) { request in
       try store.prepareSnapshot(containerID: request.containerID, image: request.image)
     }
+    router.register(SnapshotUsage.self) { request in
+      try await store.snapshotUsage(containerIDs: request.containerIDs)
+    }
     router.register(SnapshotRelease.self) { request in
       try store.releaseSnapshot(containerID: request.containerID)
       return Empty()

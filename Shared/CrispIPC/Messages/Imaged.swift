@@ -223,3 +223,32 @@ public enum SnapshotRelease: IPCMethod {
   }
   public typealias Response = Empty
 }
+
+/// Space taken by containers' writable layers (their overlay upper directories). imaged
+/// measures them because it can read every directory a container made there; frontd,
+/// holding no capability, cannot.
+public enum SnapshotUsage: IPCMethod {
+  public static let name = "snapshot.usage"
+  public struct Request: Codable, Sendable, Equatable {
+    public var containerIDs: [String]
+    public init(containerIDs: [String]) { self.containerIDs = containerIDs }
+  }
+  public struct Usage: Codable, Sendable, Equatable {
+    public var containerID: String
+    public var bytes: UInt64
+    public var inodes: UInt64
+    /// Wall-clock nanoseconds of the measurement.
+    public var timestamp: Int64
+    public init(containerID: String, bytes: UInt64, inodes: UInt64, timestamp: Int64) {
+      self.containerID = containerID
+      self.bytes = bytes
+      self.inodes = inodes
+      self.timestamp = timestamp
+    }
+  }
+  public struct Response: Codable, Sendable, Equatable {
+    /// Containers without a writable layer here are left out.
+    public var usages: [Usage]
+    public init(usages: [Usage]) { self.usages = usages }
+  }
+}

@@ -64,20 +64,10 @@ enum FileSystem {
     }
   }
 
-  /// Bytes (allocated blocks) and inodes used by a tree, not following symlinks.
+  /// Bytes (allocated blocks) and inodes used by a tree, as `du` counts them.
   static func usage(_ path: String) -> (bytes: UInt64, inodes: UInt64) {
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return (0, 0) }
-    var bytes = UInt64(st.st_blocks) * 512
-    var inodes: UInt64 = 1
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-      for name in list(path) {
-        let child = usage(path + "/" + name)
-        bytes += child.bytes
-        inodes += child.inodes
-      }
-    }
-    return (bytes, inodes)
+    let used = DiskUsage.measure(path)
+    return (used.bytes, used.inodes)
   }
 
   /// Names in a directory (not `.`/`..`); empty when it cannot be read.

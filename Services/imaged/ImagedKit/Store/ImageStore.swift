@@ -1,5 +1,6 @@
 import CrispCore
 import CrispIPC
+import CrispLinux
 import CrispOCI
 import FoundationEssentials
 import Glibc
@@ -209,6 +210,26 @@ public final class ImageStore: Sendable {
     try Self.checkContainerID(containerID)
     FileSystem.removeTree(paths.snapshot(containerID))
     try database.deleteSnapshot(containerID: containerID)
+  }
+
+  /// Space taken by the writable layers of these containers; unknown ones are left out.
+  /// The walks run off the async executor (a layer can hold millions of files).
+  public func snapshotUsage(containerIDs: [String]) async throws(CrispError) -> SnapshotUsage.Response {
+    guard containerIDs.count <= 10_000 else {
+      throw CrispError(
+        .invalidArgument, "snapshot.usage: \(containerIDs.count) containers asked at once (10000 at most)")
+    }
+    for id in containerIDs { try Self.checkContainerID(id) }
+    let uppers = containerIDs.map { ($0, paths.snapshot($0) + "/upper") }
+    let usages = await BlockingWork.run {
+      uppers.compactMap { id, upper -> SnapshotUsage.Usage? in
+        guard FileSystem.exists(upper) else { return nil }
+        let used = DiskUsage.measure(upper)
+        return SnapshotUsage.Usage(
+          containerID: id, bytes: used.bytes, inodes: used.inodes, timestamp: WallClock.nowNanoseconds())
+      }
+    }
+    return SnapshotUsage.Response(usages: usages)
   }
 
   static func checkContainerID(_ id: String) throws(CrispError) {
