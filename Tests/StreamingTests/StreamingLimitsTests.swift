@@ -101,6 +101,59 @@ final class StreamingLimitsTests: StreamingServerTestCase {
     return kb * 1024
   }
 
+  /// Waits until the count in `counter` has not moved for a whole second: every buffer on the
+  /// way is full. Without back-pressure the server would read on and the writer never stop.
+  private func waitForStall(_ counter: String) async throws -> Int {
+    try await waitUntil("the writer starts", timeout: .seconds(20)) { written(counter) > 0 }
+    var last = -1
+    var stableSince = ContinuousClock.now
+    try await waitUntil("the writer is held back", timeout: .seconds(30), every: .milliseconds(100)) {
+      let now = written(counter)
+      if now != last {
+        last = now
+        stableSince = .now
+        return false
+      }
+      return ContinuousClock.now - stableSince >= .seconds(1)
+    }
+    return written(counter)
+  }
+
+  func testSlowPortForwardReadersGetBackPressure() async throws {
+    try await startServer()
+    let counter = "\(directory)/firehose"
+    let portFile = "\(directory)/firehose-port"
+    _ = try startFixture("echo_server.py", [portFile, "--firehose", counter])
+    try await waitUntil("the firehose listens", timeout: .seconds(10)) {
+      FileManager.default.fileExists(atPath: portFile)
+    }
+    let port = UInt16(try String(contentsOfFile: portFile, encoding: .utf8))!
+    for client in ["ws_client.py", "spdy_client.py"] {
+      try? FileManager.default.removeItem(atPath: counter)
+      let rssBefore = residentBytes()
+      let process: Process
+      if client == "ws_client.py" {
+        let url = try url(.portForward(podID: "p1", ports: [port]), webSocket: true) + "?port=\(port)"
+        (process, _) = try startClient(client, ["portforward", url, "--protocol", "v4.channel.k8s.io", "--no-read"])
+      } else {
+        let url = try url(.portForward(podID: "p1", ports: []))
+        (process, _) = try startClient(
+          client, ["portforward", url, "--protocol", "portforward.k8s.io", "--port", "\(port)", "--no-read"])
+      }
+      let stalledAt = try await waitForStall(counter)
+      let rssGrowth = residentBytes() - rssBefore
+      print(
+        "\(client) port-forward slow reader: the pod's writer was held at \(stalledAt >> 10) KiB; RSS grew by \(rssGrowth >> 10) KiB"
+      )
+      XCTAssertLessThan(stalledAt, 32 << 20, "\(client): the server buffered what its client did not read")
+      XCTAssertLessThan(rssGrowth, 64 << 20, "\(client): the server's memory grew with unread data")
+      process.killIfRunning()
+      try await waitUntil("the forwarded connection is closed with its client", timeout: .seconds(10)) {
+        server.activeSessions == 0
+      }
+    }
+  }
+
   func testSlowReadersGetBackPressureNotBuffering() async throws {
     try await startServer()
     for (client, arguments) in [
@@ -113,21 +166,7 @@ final class StreamingLimitsTests: StreamingServerTestCase {
       let url = try url(request, webSocket: client == "ws_client.py")
       let rssBefore = residentBytes()
       let (process, _) = try startClient(client, ["exec", url] + arguments)
-      try await waitUntil("the producer writes", timeout: .seconds(20)) { written(counter) > 0 }
-      // Stalled: the total has not moved for a whole second (every buffer on the way is full).
-      // Without back-pressure the server would read on and the producer would never stop.
-      var last = -1
-      var stableSince = ContinuousClock.now
-      try await waitUntil("the producer is held back", timeout: .seconds(30), every: .milliseconds(100)) {
-        let now = written(counter)
-        if now != last {
-          last = now
-          stableSince = .now
-          return false
-        }
-        return ContinuousClock.now - stableSince >= .seconds(1)
-      }
-      let stalledAt = written(counter)
+      let stalledAt = try await waitForStall(counter)
       let rssGrowth = residentBytes() - rssBefore
       print(
         "\(client) slow reader: the producer was held at \(stalledAt >> 10) KiB; frontd (this process) RSS grew by \(rssGrowth >> 10) KiB"

@@ -296,7 +296,7 @@ def arguments():
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--kind")
     p.add_argument("--flow-control", action="store_true")
-    p.add_argument("--no-read", action="store_true", help="exec: open the streams, then never read (slow reader)")
+    p.add_argument("--no-read", action="store_true", help="open the streams, then never read (slow reader)")
     p.add_argument("--ready-file", help="created once the streams are open")
     p.add_argument("--cafile")
     p.add_argument("--cert")
@@ -355,6 +355,10 @@ def run_portforward(args, conn, result):
         error = conn.open_stream(dict(headers, streamtype="error"))
         data = conn.open_stream(dict(headers, streamtype="data"))
         pairs.append((error, data))
+    if args.ready_file:
+        open(args.ready_file, "w").close()
+    if args.no_read:
+        time.sleep(3600)
     errors = []
 
     def writer(stream):
