@@ -38,10 +38,10 @@ extension RuntimeService {
     let all = try await rpc { () async throws(CrispError) in
       try await podStats(filter: request.hasFilter ? request.filter : nil)
     }
-    for start in stride(from: 0, to: all.count, by: Self.statsChunk) {
+    try await writeInChunks(all, size: Self.statsChunk, to: response) { chunk in
       var message = Runtime_V1_StreamPodSandboxStatsResponse()
-      message.podSandboxStats = Array(all[start..<min(start + Self.statsChunk, all.count)])
-      try await response.write(message)
+      message.podSandboxStats = chunk
+      return message
     }
   }
 
