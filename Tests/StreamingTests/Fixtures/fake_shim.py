@@ -17,8 +17,10 @@ def main():
     tty = sys.argv[2] == "tty"
     command = sys.argv[sys.argv.index("--") + 1:]
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    # Bound and listening before the path appears: ProcessBackend connects as soon as it exists.
+    listener.bind(path + ".tmp")
     listener.listen(1)
+    os.rename(path + ".tmp", path)
     listener.settimeout(10)
     conn, _ = listener.accept()
     os.unlink(path)
