@@ -29,6 +29,10 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-crypto.git", exact: "4.5.2"),
     .package(url: "https://github.com/apple/swift-nio-ssl.git", exact: "2.37.6"),
     .package(url: "https://github.com/groue/GRDB.swift.git", exact: "7.10.0"),
+    // Tracing (CrispTracing only: frontd, imaged, netd): the API, the OTLP/HTTP exporter.
+    .package(url: "https://github.com/apple/swift-distributed-tracing.git", exact: "1.7.3"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", exact: "2.13.0"),
+    .package(url: "https://github.com/swift-otel/swift-otel.git", exact: "1.6.0", traits: ["OTLPHTTP"]),
     // Prometheus metrics of cri-frontd (/metrics): the swift-metrics API, the registry that serves it.
     .package(url: "https://github.com/apple/swift-metrics.git", exact: "2.13.0"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", exact: "2.4.1"),
@@ -72,6 +76,17 @@ let package = Package(
       ],
       path: "Shared/CrispConfig"),
     .target(name: "CrispOCI", path: "Shared/CrispOCI"),
+    // OpenTelemetry export (swift-otel, OTLP/HTTP): linked by frontd, imaged and netd only.
+    .target(
+      name: "CrispTracing",
+      dependencies: [
+        "CrispCore", "CrispConfig", "CrispIPC",
+        .product(name: "OTel", package: "swift-otel"),
+        .product(name: "Tracing", package: "swift-distributed-tracing"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Shared/CrispTracing"),
     // cgroup v1/v2 discovery and the stats readers (CPU, memory, tasks): Foundation-free.
     .target(name: "CrispCgroups", path: "Shared/CrispCgroups"),
     .target(
@@ -93,7 +108,7 @@ let package = Package(
       name: "cri-frontd",
       dependencies: [
         "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI", "CrispStorage", "CrispOCI",
-        "SpecBuilder", "Streaming", "CrispCgroups",
+        "SpecBuilder", "Streaming", "CrispCgroups", "CrispTracing",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -146,7 +161,7 @@ let package = Package(
     .executableTarget(
       name: "imaged",
       dependencies: [
-        "ImagedKit", "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux",
+        "ImagedKit", "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CrispTracing",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -154,7 +169,7 @@ let package = Package(
     .executableTarget(
       name: "netd",
       dependencies: [
-        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys",
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys", "CrispTracing",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],

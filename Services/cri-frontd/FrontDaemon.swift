@@ -3,6 +3,7 @@ import CrispCore
 import CrispDaemon
 import CrispIPC
 import CrispLinux
+import CrispTracing
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
@@ -48,6 +49,8 @@ enum FrontDaemon {
     let fd = try UnixSocket.listen(path: socketPath, mode: 0o660, group: group)
     defer { unlink(socketPath) }
 
+    // After the capability drop (a re-execution) and before the first IPC call.
+    let tracing = try CrispTracing.start(config.tracing, daemon: .frontd, logger: logger)
     let peers = try DaemonPeers(config: config)
     let runtime = try RuntimeContext(config: config, peers: peers, launcher: launcher, logger: logger)
     await runtime.reconcile()
@@ -84,10 +87,20 @@ enum FrontDaemon {
     let server = GRPCServer(
       transport: .http2NIOPosix(listeningSocketDescriptor: Int(fd), transportSecurity: .plaintext),
       services: [runtimeService, ImageService(peers: peers, logger: logger)],
-      interceptors: metrics == nil ? [] : [MetricsInterceptor()])
+      interceptors: (tracing == nil ? [] : [RPCTracingInterceptor()]) + (metrics == nil ? [] : [MetricsInterceptor()]))
 
     try await withThrowingDiscardingTaskGroup { tasks in
-      tasks.addTask { try await server.serve() }
+      tasks.addTask {
+        // The spans of the last calls are sent once the server has finished them.
+        do {
+          try await server.serve()
+        } catch {
+          await tracing?.shutdown()
+          throw error
+        }
+        await tracing?.shutdown()
+      }
+      if let tracing { tasks.addTask { await tracing.run() } }
       tasks.addTask { await runtimeService.runContainerEvents(shimEvents) }
       tasks.addTask { await control.run() }
       if let metrics { tasks.addTask { await metrics.run() } }

@@ -4,6 +4,7 @@ import CrispCore
 import CrispDaemon
 import CrispIPC
 import CrispLinux
+import CrispTracing
 import Logging
 
 #if canImport(Glibc)
@@ -34,6 +35,8 @@ struct NetdCommand: AsyncParsableCommand {
     signal(SIGPIPE, SIG_IGN)
     let (config, logger) = try DaemonStartup.load(daemon: .netd, configPath: self.config, logLevel: logLevel)
     let caps = try DaemonPrivileges.restrictCapabilities(to: CrispConfig.keptCapabilities(config.netd.capabilities))
+    // After the capability drop (a re-execution: the exporter's threads come after it).
+    let tracing = try CrispTracing.start(config.tracing, daemon: .netd, logger: logger)
     let paths = config.paths
     let configs = CNIConfigDirectory(path: config.netd.cniConfigDir, defaultNetwork: config.netd.cniDefaultNetwork)
     let podCIDRs = PodCIDRs(file: paths.cniCacheDir + "/pod-cidr", logger: logger)
@@ -80,6 +83,6 @@ struct NetdCommand: AsyncParsableCommand {
     logger.info(
       "netd serving",
       metadata: ["socket": "\(address)", "cni_config_dir": "\(config.netd.cniConfigDir)"])
-    await serveUntilTerminated(server, signals: signals, logger: logger)
+    await CrispTracing.exporting(tracing) { await serveUntilTerminated(server, signals: signals, logger: logger) }
   }
 }

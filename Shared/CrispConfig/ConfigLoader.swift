@@ -119,6 +119,12 @@ extension CrispConfig {
       try shimd.string("log_level", into: &config.shimd.logLevel, check: optionalLogLevelName)
       try shimd.finish()
     }
+    if var tracing = try top.subtable("tracing") {
+      try tracing.string("endpoint", into: &config.tracing.endpoint, check: optionalHTTPURL)
+      try tracing.double("sampling_ratio", into: &config.tracing.samplingRatio, range: 0...1)
+      try tracing.int("export_interval_ms", into: &config.tracing.exportIntervalMs, range: 10...600_000)
+      try tracing.finish()
+    }
     try top.finish()
     return config
   }
@@ -162,6 +168,16 @@ private func capabilityName(_ value: String) -> String? {
   } catch {
     return error.message
   }
+}
+private func optionalHTTPURL(_ value: String) -> String? {
+  if value.isEmpty { return nil }
+  guard let scheme = value.firstRange(of: "://"), ["http", "https"].contains(value[..<scheme.lowerBound]),
+    value[scheme.upperBound...].first.map({ $0 != "/" }) ?? false,
+    value.allSatisfy({ $0.isASCII && !$0.isWhitespace })
+  else {
+    return "must be an http:// or https:// URL with a host, got \"\(value)\""
+  }
+  return nil
 }
 private func groupName(_ value: String) -> String? {
   if value.isEmpty { return nil }
@@ -244,6 +260,18 @@ private struct TableReader {
       throw fail(key, "\(int) is out of range \(range.lowerBound)...\(range.upperBound)")
     }
     target = int
+  }
+
+  /// A number; an integer is taken as one too (`1` for `1.0`).
+  mutating func double(_ key: String, into target: inout Double, range: ClosedRange<Double>) throws(ConfigError) {
+    guard let value = value(key) else { return }
+    guard let number = value.double ?? value.int.map(Double.init) else {
+      throw fail(key, "expected a number, found \(value.type)")
+    }
+    guard range.contains(number) else {
+      throw fail(key, "\(number) is out of range \(range.lowerBound)...\(range.upperBound)")
+    }
+    target = number
   }
 
   mutating func subtable(_ key: String) throws(ConfigError) -> TableReader? {

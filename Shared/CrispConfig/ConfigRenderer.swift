@@ -117,6 +117,19 @@ extension CrispConfig {
       [shimd]
       log_level = \(quote(shimd.logLevel))
 
+      # OpenTelemetry traces (OTLP/HTTP + protobuf) from cri-frontd, imaged and netd
+      # (services crisp-frontd, crisp-imaged, crisp-netd): a span per CRI call, child spans
+      # for the calls between daemons, kubelet's traceparent continued.
+      [tracing]
+      # The collector's URL, e.g. "http://127.0.0.1:4318" ("/v1/traces" is added when the
+      # path does not name it). Empty: tracing off.
+      endpoint = \(quote(tracing.endpoint))
+      # Share of new traces recorded (0 to 1); a call that arrives in a sampled trace is
+      # always recorded.
+      sampling_ratio = \(tracing.samplingRatio)
+      # Finished spans are sent in batches this often, in milliseconds.
+      export_interval_ms = \(tracing.exportIntervalMs)
+
       """
     if !out.hasSuffix("\n") { out += "\n" }
     return out

@@ -25,6 +25,7 @@ public struct CrispConfig: Sendable, Equatable {
   public var imaged = Imaged()
   public var netd = Netd()
   public var shimd = Shimd()
+  public var tracing = Tracing()
 
   public struct IPC: Sendable, Equatable {
     /// Deadline of a request from one daemon to another, in milliseconds.
@@ -133,6 +134,22 @@ public struct CrispConfig: Sendable, Equatable {
 
   public struct Shimd: Sendable, Equatable {
     public var logLevel = ""
+    public init() {}
+  }
+
+  /// OpenTelemetry traces (OTLP/HTTP + protobuf) from cri-frontd, imaged and netd, as
+  /// services crisp-frontd, crisp-imaged and crisp-netd: a span per CRI call, child
+  /// spans for the calls between daemons.
+  public struct Tracing: Sendable, Equatable {
+    /// The collector's OTLP/HTTP URL, e.g. "http://127.0.0.1:4318" ("/v1/traces" is
+    /// added when the path does not name it). Empty: tracing off.
+    public var endpoint = ""
+    /// Share of new traces recorded, 0...1; a call whose caller (kubelet, or another
+    /// daemon) sent a sampled trace context is always recorded.
+    public var samplingRatio = 1.0
+    /// Finished spans are sent in batches this often, in milliseconds.
+    public var exportIntervalMs = 5_000
+    public var enabled: Bool { !endpoint.isEmpty }
     public init() {}
   }
 

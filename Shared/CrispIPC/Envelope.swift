@@ -11,7 +11,8 @@ import CrispCore
 ///     nngcat --req0 --dial ipc:///run/crisp/imaged.ipc --ascii \
 ///       --data '{"v":1,"method":"health"}'
 ///
-/// request  `{"v":1,"method":"health","params":{…}}` (params may be left out when empty)
+/// request  `{"v":1,"method":"health","params":{…}}` (params may be left out when empty;
+///          `"traceparent"` and `"tracestate"`, W3C trace context, only when tracing)
 /// reply    `{"v":1,"result":{…}}` or `{"v":1,"error":{"code":"notFound","message":"…"}}`
 /// event    `{"v":1,"event":"container.exited","data":{…}}`
 public enum IPCProtocol {
@@ -25,12 +26,32 @@ public enum IPCProtocol {
 struct RequestHeader: Decodable {
   var v: Int?
   var method: String?
+  /// Untrusted: kept only when valid (IPCTraceContext), and a field of the wrong type
+  /// is dropped, not an error: tracing never fails a request.
+  var trace: IPCTraceContext?
+
+  enum CodingKeys: String, CodingKey {
+    case v, method, traceparent, tracestate
+  }
+
+  init(from decoder: any Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    v = try container.decodeIfPresent(Int.self, forKey: .v)
+    method = try container.decodeIfPresent(String.self, forKey: .method)
+    trace = IPCTraceContext(
+      traceparent: try? container.decodeIfPresent(String.self, forKey: .traceparent),
+      tracestate: try? container.decodeIfPresent(String.self, forKey: .tracestate))
+  }
 }
 
+/// The trace fields are left out when nil, so a request without tracing is byte for
+/// byte what it was before them; peers that predate them ignore them.
 struct RequestEnvelope<Params: Encodable>: Encodable {
   var v = IPCProtocol.version
   var method: String
   var params: Params
+  var traceparent: String? = nil
+  var tracestate: String? = nil
 }
 
 struct RequestParams<Params: Decodable>: Decodable {

@@ -112,9 +112,23 @@ public final class IPCClient: Sendable {
   public func call<M: IPCMethod>(
     _ method: M.Type, _ request: M.Request, timeoutMs: Int32? = nil
   ) async throws(CrispError) -> M.Response {
+    guard let tracer = IPCTracing.current else {
+      return try await send(method, request, trace: nil, timeoutMs: timeoutMs)
+    }
+    return try await tracer.traceCall(peer: peer, method: M.name) { trace throws(CrispError) in
+      try await send(method, request, trace: trace, timeoutMs: timeoutMs)
+    }
+  }
+
+  private func send<M: IPCMethod>(
+    _ method: M.Type, _ request: M.Request, trace: IPCTraceContext?, timeoutMs: Int32?
+  ) async throws(CrispError) -> M.Response {
+    var envelope = RequestEnvelope(method: M.name, params: request)
+    envelope.traceparent = trace?.traceparent
+    envelope.tracestate = trace?.tracestate
     let bytes: [UInt8]
     do {
-      bytes = try WireCodec.encode(RequestEnvelope(method: M.name, params: request))
+      bytes = try WireCodec.encode(envelope)
     } catch {
       throw CrispError(.internal, "cannot encode \(M.name) request: \(error)")
     }

@@ -10,7 +10,8 @@ import CrispCore
 /// and never throws or traps: unknown versions, unknown methods, undecodable bytes
 /// and handler failures all become error replies.
 public struct IPCRouter: Sendable {
-  typealias RawHandler = @Sendable ([UInt8]) async -> [UInt8]
+  /// The request bytes, and the trace the request continues (nil: it carried none).
+  typealias RawHandler = @Sendable ([UInt8], IPCTraceContext?) async -> [UInt8]
   private var handlers: [String: RawHandler] = [:]
 
   public init() {
@@ -22,7 +23,7 @@ public struct IPCRouter: Sendable {
   public mutating func register<M: IPCMethod>(
     _ method: M.Type, handler: @escaping @Sendable (M.Request) async throws -> M.Response
   ) {
-    handlers[M.name] = { bytes in
+    handlers[M.name] = { bytes, trace in
       let request: M.Request
       do {
         let decoded = try WireCodec.decode(RequestParams<M.Request>.self, from: bytes)
@@ -36,7 +37,14 @@ public struct IPCRouter: Sendable {
           CrispError(.invalidArgument, "bad params for \(M.name): \(WireCodec.describe(error))"))
       }
       do {
-        let response = try await handler(request)
+        // Traced only when the request carried a trace (calls outside any traced
+        // operation, health polls, crispctl, start none) and a tracer is installed.
+        let response =
+          if let trace, let tracer = IPCTracing.current {
+            try await tracer.traceRequest(method: M.name, continuing: trace) { try await handler(request) }
+          } else {
+            try await handler(request)
+          }
         return try WireCodec.encode(ReplyEnvelope(result: response, error: nil))
       } catch let error as CrispError {
         return WireCodec.errorReply(error)
@@ -74,6 +82,6 @@ public struct IPCRouter: Sendable {
       return WireCodec.errorReply(
         CrispError(.unimplemented, "unknown method '\(method)' (known: \(methods.joined(separator: ", ")))"))
     }
-    return await handler(bytes)
+    return await handler(bytes, header.trace)
   }
 }

@@ -4,6 +4,7 @@ import CrispCore
 import CrispDaemon
 import CrispIPC
 import CrispLinux
+import CrispTracing
 import ImagedKit
 import Logging
 
@@ -30,6 +31,8 @@ struct ImagedCommand: AsyncParsableCommand {
     let signals = TerminationSignals()
     let (config, logger) = try DaemonStartup.load(daemon: .imaged, configPath: self.config, logLevel: logLevel)
     let caps = try DaemonPrivileges.restrictCapabilities(to: CrispConfig.keptCapabilities(config.imaged.capabilities))
+    // After the capability drop (a re-execution: the exporter's threads come after it).
+    let tracing = try CrispTracing.start(config.tracing, daemon: .imaged, logger: logger)
     let paths = config.paths
     try makeDirectories(paths.imagesDir, mode: 0o700)
 
@@ -61,7 +64,7 @@ struct ImagedCommand: AsyncParsableCommand {
     let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)
     try confine(seccomp: config.seccomp, action: config.seccompAction, caps: caps, profile: .imaged, logger: logger)
     logger.info("imaged serving", metadata: ["socket": "\(address)", "version": "\(CrispVersion.string)"])
-    await serveUntilTerminated(server, signals: signals, logger: logger)
+    await CrispTracing.exporting(tracing) { await serveUntilTerminated(server, signals: signals, logger: logger) }
     await client.shutdown()
   }
 
