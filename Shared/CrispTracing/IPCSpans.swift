@@ -72,8 +72,11 @@ struct DictionaryInjector: Injector {
   }
 }
 
-struct DictionaryExtractor: Extractor {
-  func extract(key: String, from carrier: [String: String]) -> String? {
+/// Reads trace headers from a dictionary: the envelope's and gRPC metadata's, once validated.
+public struct DictionaryExtractor: Extractor {
+  public init() {}
+
+  public func extract(key: String, from carrier: [String: String]) -> String? {
     carrier[key]
   }
 }

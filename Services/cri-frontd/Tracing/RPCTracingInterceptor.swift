@@ -1,3 +1,5 @@
+import CrispIPC
+import CrispTracing
 import GRPCCore
 import Tracing
 
@@ -13,8 +15,16 @@ struct RPCTracingInterceptor: ServerInterceptor {
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     var parent = ServiceContext.topLevel
-    // Metadata is the client's: the propagator validates it and ignores a bad header.
-    InstrumentationSystem.instrument.extract(request.metadata, into: &parent, using: MetadataExtractor())
+    // Metadata is the client's: only a well-formed traceparent is passed on (as in the
+    // IPC envelope); a bad one is ignored without a word, the call served as usual.
+    if let trace = IPCTraceContext(
+      traceparent: request.metadata[stringValues: "traceparent"].first(where: { _ in true }),
+      tracestate: request.metadata[stringValues: "tracestate"].first(where: { _ in true }))
+    {
+      var carrier = ["traceparent": trace.traceparent]
+      if let tracestate = trace.tracestate { carrier["tracestate"] = tracestate }
+      InstrumentationSystem.instrument.extract(carrier, into: &parent, using: DictionaryExtractor())
+    }
     let descriptor = context.descriptor
     let span = startSpan(descriptor.fullyQualifiedMethod, context: parent, ofKind: .server)
     if span.isRecording {
@@ -65,12 +75,5 @@ struct RPCTracingInterceptor: ServerInterceptor {
       }
     span.attributes["rpc.grpc.status_code"] = rpcError.code.rawValue
     span.setStatus(SpanStatus(code: .error, message: rpcError.message))
-  }
-}
-
-/// Reads W3C trace headers (`traceparent`, `tracestate`) from gRPC request metadata.
-struct MetadataExtractor: Extractor {
-  func extract(key: String, from metadata: Metadata) -> String? {
-    metadata[stringValues: key].first(where: { _ in true })
   }
 }
