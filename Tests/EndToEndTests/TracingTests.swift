@@ -97,4 +97,31 @@ import Testing
       }
     }
   }
+
+  /// Export happens beside the work: with no collector listening, calls answer at once
+  /// and each daemon still stops promptly on SIGTERM, with spans queued.
+  @Test func aCollectorThatIsDownDelaysNeitherCallsNorShutdown() async throws {
+    let gone = try OTLPCollector()
+    gone.stop()  // its port now refuses connections
+    let tracing = """
+      [tracing]
+      endpoint = "\(gone.endpoint)"
+      export_interval_ms = 100
+      """
+    try await withCrisp(extraConfig: tracing) { crisp in
+      try crisp.writeCNIConfig()
+      try await crisp.startAll()
+      let clock = ContinuousClock()
+      let start = clock.now
+      // Status asks imaged and netd over IPC: spans in all three daemons.
+      for _ in 0..<10 { _ = try await crisp.status(verbose: true) }
+      #expect(clock.now - start < .seconds(5))
+      for daemon in [CrispInstance.Daemon.frontd, .imaged, .netd] {
+        let stopping = clock.now
+        let status = try await crisp.stop(daemon)
+        #expect(status == 0, "\(daemon.rawValue) exit status")
+        #expect(clock.now - stopping < .seconds(6), "\(daemon.rawValue) stopped in \(clock.now - stopping)")
+      }
+    }
+  }
 }
