@@ -73,6 +73,11 @@ struct CRIWorkload {
     request.config.command = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
     request.config.logPath = "main.log"
     request.config.linux.securityContext.namespaceOptions.pid = .container
+    // Both runtimes filter with their default seccomp profile, as under kubelet's
+    // --seccomp-default or the restricted Pod Security Standard: unset, crisp applies
+    // its default (as CRI-O does) and containerd none, and runc exec and create then
+    // do different work.
+    request.config.linux.securityContext.seccomp.profileType = .runtimeDefault
     return request
   }
 
