@@ -16,7 +16,7 @@ public func confine(
   // capabilities include the target's read and write the target's memory
   // (/proc/<pid>/mem, process_vm_writev): any root process could take over frontd,
   // which holds none, and with it the launcher. Not dumpable, only CAP_SYS_PTRACE may.
-  guard crisp_set_dumpable(0) == 0 else {
+  guard crisp_set_dumpable(0) == 0, crisp_dumpable_when_crashing() == 0 else {
     throw CrispError(.internal, "PR_SET_DUMPABLE: \(String(cString: strerror(errno)))")
   }
   if seccomp {

@@ -52,24 +52,16 @@ extension RuntimeService {
   /// (up to 32 at once): kubelet lists every container every second, and one shim after
   /// the other made ListContainers 13 times slower than containerd's with 50 containers.
   func views(_ records: [ContainerRecord]) async throws(CrispError) -> [ContainerView] {
-    let results = await withTaskGroup(of: (Int, Result<ContainerView, CrispError>).self) { group in
+    let width = 32
+    let results = await withTaskGroup(
+      of: (Int, Result<ContainerView, CrispError>).self, returning: [Result<ContainerView, CrispError>?].self
+    ) { group in
       var results = [Result<ContainerView, CrispError>?](repeating: nil, count: records.count)
-      var next = 0
-      func addNext() {
-        guard next < records.count else { return }
-        let (index, record) = (next, records[next])
-        next += 1
-        group.addTask {
-          do throws(CrispError) { return (index, .success(try await self.view(record))) } catch {
-            return (index, .failure(error))
-          }
-        }
+      for (index, record) in records.enumerated() {
+        if index >= width, let (done, result) = await group.next() { results[done] = result }
+        group.addTask { (index, await self.viewResult(record)) }
       }
-      for _ in 0..<min(32, records.count) { addNext() }
-      while let (index, result) = await group.next() {
-        results[index] = result
-        addNext()
-      }
+      while let (done, result) = await group.next() { results[done] = result }
       return results
     }
     var views: [ContainerView] = []
@@ -79,6 +71,14 @@ extension RuntimeService {
       views.append(try result.get())
     }
     return views
+  }
+
+  private func viewResult(_ record: ContainerRecord) async -> Result<ContainerView, CrispError> {
+    do throws(CrispError) {
+      return .success(try await view(record))
+    } catch {
+      return .failure(error)
+    }
   }
 
   func containerStatus(request: Runtime_V1_ContainerStatusRequest, context: ServerContext) async throws

@@ -131,6 +131,10 @@ ssize_t crisp_read_in_netns(const char *netns_path, const char *file, char *buff
 /// flag, or -1 with errno.
 int crisp_set_dumpable(int on);
 int crisp_get_dumpable(void);
+/// Makes the process dumpable again when it crashes (SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+/// SIGTRAP, SIGABRT), then runs the handler that was installed before (the Swift
+/// runtime's backtracer): call it after the runtime has installed its own.
+int crisp_dumpable_when_crashing(void);
 
 /// Test hook (`debug.syscall`, daemons started with --test-hooks only): makes the system
 /// call named `name` (ptrace, bpf, reboot, mount, socket:packet, ... see debug_probe.c)
