@@ -44,8 +44,8 @@ public final class CrispTracing: Sendable {
     otel.traces.otlpExporter.endpoint = url
     otel.traces.otlpExporter.protocol = .httpProtobuf
     // A collector that does not answer must not hold up a daemon's shutdown for long.
-    otel.traces.otlpExporter.timeout = .seconds(3)
-    otel.traces.batchSpanProcessor.exportTimeout = .seconds(3)
+    otel.traces.otlpExporter.timeout = .seconds(2)
+    otel.traces.batchSpanProcessor.exportTimeout = .seconds(2)
     otel.traces.batchSpanProcessor.scheduleDelay = .milliseconds(config.exportIntervalMs)
     // Parent-based: a call in a trace kubelet or another daemon sampled is recorded.
     guard
@@ -102,14 +102,22 @@ public final class CrispTracing: Sendable {
 }
 
 extension CrispTracing {
+  /// How long a stopping daemon waits for its last spans to be sent.
+  static let shutdownDeadline: Duration = .seconds(2)
+
   /// Runs `body` (a daemon's serving) with the exporter of `tracing`, if any, beside it,
-  /// and sends the spans still queued once `body` returns.
+  /// and sends the spans still queued once `body` returns, for `shutdownDeadline` at most.
   public static func exporting(_ tracing: CrispTracing?, while body: () async -> Void) async {
     guard let tracing else { return await body() }
-    await withDiscardingTaskGroup { group in
+    await withTaskGroup(of: Void.self) { group in
       group.addTask { await tracing.run() }
       await body()
       await tracing.shutdown()
+      // Spans a collector has not taken within the deadline are dropped rather than hold
+      // up the daemon's exit (a restart waits on it).
+      group.addTask { try? await Task.sleep(for: shutdownDeadline) }
+      _ = await group.next()
+      group.cancelAll()
     }
   }
 }

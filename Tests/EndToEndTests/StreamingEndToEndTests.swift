@@ -77,18 +77,28 @@ import Testing
     }
   }
 
-  @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: kubectl), "kubectl 1.20 comes with make deps"))
-  func kubectlExecAndAttachThroughCrisp() async throws {
+  /// A pod with one running container of the registry's busybox, and kubectl pointed at a
+  /// stand-in API server; the pod is removed after `body`.
+  static func withKubectl(
+    container name: String, command: [String],
+    _ body: (CrispInstance, Kubectl, _ podID: String, _ containerID: String, _ image: String) async throws -> Void
+  ) async throws {
     try await withContainerRuntime { crisp, registry, podID in
       let image = "\(registry.address)/crisp/busybox:latest"
       try await crisp.pull(image)
       let kubectl = try await Kubectl(dir: crisp.dir)
       defer { kubectl.stop() }
+      let container = try await crisp.createContainer(podID: podID, name: name, image: image, command: command)
+      try await crisp.startContainer(container)
+      try await body(crisp, kubectl, podID, container, image)
+      try await crisp.removePod(podID)
+    }
+  }
 
-      // Exec: both streams and the exit code; stdin to cat.
-      let sleeper = try await crisp.createContainer(
-        podID: podID, name: "sleeper", image: image, command: ["sleep", "1000"])
-      try await crisp.startContainer(sleeper)
+  @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: kubectl), "kubectl 1.20 comes with make deps"))
+  func kubectlExecAndAttachThroughCrisp() async throws {
+    try await Self.withKubectl(container: "sleeper", command: ["sleep", "1000"]) {
+      crisp, kubectl, podID, sleeper, image in
       var exec = Runtime_V1_ExecRequest()
       exec.containerID = sleeper
       exec.cmd = ["sh", "-c", "echo out; echo err >&2; exit 3"]
@@ -149,7 +159,6 @@ import Testing
       bad.tty = false
       let missing = await #expect(throws: RPCError.self) { try await crisp.withRuntime { try await $0.exec(bad) } }
       #expect(missing?.code == .notFound)
-      try await crisp.removePod(podID)
     }
   }
 }
@@ -162,14 +171,8 @@ extension StreamingEndToEndTests {
   /// then on two at once; a port nothing listens on is reported, and kubectl survives it.
   @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: kubectl), "kubectl 1.20 comes with make deps"))
   func kubectlPortForwardThroughCrisp() async throws {
-    try await withContainerRuntime { crisp, registry, podID in
-      let image = "\(registry.address)/crisp/busybox:latest"
-      try await crisp.pull(image)
-      let kubectl = try await Kubectl(dir: crisp.dir)
-      defer { kubectl.stop() }
-      let echo = try await crisp.createContainer(
-        podID: podID, name: "echo", image: image, command: ["nc", "-ll", "-p", "8080", "-e", "cat"])
-      try await crisp.startContainer(echo)
+    try await Self.withKubectl(container: "echo", command: ["nc", "-ll", "-p", "8080", "-e", "cat"]) {
+      crisp, kubectl, podID, echo, _ in
 
       var request = Runtime_V1_PortForwardRequest()
       request.podSandboxID = podID
@@ -210,7 +213,6 @@ extension StreamingEndToEndTests {
       // And the forwarder still works for the good port.
       (code, result, problems) = try runCapture("/usr/bin/python3", [Self.tcpRoundTrip, port8080, "1000", "1"])
       #expect(code == 0, "\(result) \(problems) kubectl: \(readWholeFile(err))")
-      try await crisp.removePod(podID)
     }
   }
 }
@@ -223,14 +225,8 @@ extension StreamingEndToEndTests {
   /// 33x77 terminal gives the exec'd shell a terminal of that size (the resize stream).
   @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: kubectl), "kubectl 1.20 comes with make deps"))
   func kubectlExecStdinVolumeAndTerminalSize() async throws {
-    try await withContainerRuntime { crisp, registry, podID in
-      let image = "\(registry.address)/crisp/busybox:latest"
-      try await crisp.pull(image)
-      let kubectl = try await Kubectl(dir: crisp.dir)
-      defer { kubectl.stop() }
-      let sleeper = try await crisp.createContainer(
-        podID: podID, name: "sleeper", image: image, command: ["sleep", "1000"])
-      try await crisp.startContainer(sleeper)
+    try await Self.withKubectl(container: "sleeper", command: ["sleep", "1000"]) {
+      crisp, kubectl, podID, sleeper, image in
 
       // 10 MB in, its digest out, compared with the digest of what was sent.
       let input = crisp.dir + "/ten-megabytes"
@@ -251,10 +247,11 @@ extension StreamingEndToEndTests {
 
       // A terminal: stdout and stderr merged, the size kubectl reads from its own terminal.
       // The first resize may reach the terminal after the shell starts (as with kubelet); busybox's
-      // stty fails while the size is 0x0, so wait for it, up to 5 s.
+      // stty prints nothing on stdout (an error, exit status 0) while the size is 0x0: wait up to 5 s.
       exec.cmd = [
         "sh", "-c",
-        "i=0; while ! stty size >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; stty size; echo to-stderr >&2",
+        "i=0; while [ -z \"$(stty size 2>/dev/null)\" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done;"
+          + " stty size; echo to-stderr >&2",
       ]
       exec.stdin = true
       exec.stderr = false
@@ -268,7 +265,6 @@ extension StreamingEndToEndTests {
       #expect(code == 0, "\(text) \(problems)")
       #expect(text.contains("33 77"), "\(text) \(problems)")
       #expect(text.contains("to-stderr"), "a terminal merges stderr: \(text)")
-      try await crisp.removePod(podID)
     }
   }
 }

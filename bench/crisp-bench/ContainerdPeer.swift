@@ -1,4 +1,5 @@
 import CrispCore
+import CrispTestSupport
 import Foundation
 
 /// containerd 1.6 (Debian 12's) with its built-in CRI plugin, under a temporary root
@@ -12,6 +13,8 @@ final class ContainerdPeer: @unchecked Sendable {
   let dir: String
   var socket: String { dir + "/containerd.sock" }
   private var process: Process?
+  /// The CNI bridge `release()` removes.
+  var bridge: String?
 
   init(dir: String, registry: String, sandboxImage: String, cniConfDir: String) throws {
     self.dir = dir
@@ -135,4 +138,36 @@ func unmountAll(under dir: String) {
     return String(fields[4])
   }
   for point in points.sorted(by: { $0.count > $1.count }) { umount2(point, Int32(MNT_DETACH)) }
+}
+
+extension ContainerdPeer {
+  /// containerd beside a bench instance, for one figure: installed if missing, its sandbox
+  /// image (crisp-pause) pushed to `registry`, a CNI bridge and subnet of its own, and
+  /// started. `release()` stops it and removes the bridge.
+  static func startForBench(
+    instance: BenchInstance, registry: LocalRegistry, binDir: String, figure: String, bridge: String, subnet: String
+  ) async throws -> ContainerdPeer {
+    try ensureInstalled()
+    let pause = registry.reference("crisp/pause:bench")
+    _ = try await registry.pushPauseImage(binary: binDir + "/crisp-pause", name: "crisp/pause:bench")
+    let cni = instance.dir + "/cni-containerd-\(figure)"
+    try FileManager.default.createDirectory(atPath: cni, withIntermediateDirectories: true)
+    try NetworkBench.conflist(bridge: bridge, subnet: subnet, ipamDir: instance.dir + "/ipam-\(figure)-c").list
+      .write(toFile: cni + "/10-bench.conflist", atomically: true, encoding: .utf8)
+    let peer = try ContainerdPeer(
+      dir: instance.dir + "/containerd-\(figure)", registry: registry.address, sandboxImage: pause, cniConfDir: cni)
+    peer.bridge = bridge
+    do {
+      try peer.start()
+    } catch {
+      peer.release()
+      throw error
+    }
+    return peer
+  }
+
+  func release() {
+    stop()
+    if let bridge { _ = try? NetworkBench.run("/usr/sbin/ip", ["link", "del", bridge]) }
+  }
 }

@@ -251,21 +251,10 @@ enum ExecBench {
       throw error
     }
 
-    try ContainerdPeer.ensureInstalled()
-    let pause = registry.reference("crisp/pause:bench")
-    _ = try await registry.pushPauseImage(binary: binDir + "/crisp-pause", name: "crisp/pause:bench")
-    let peerBridge = "cbench-exec-c"
-    let cni = instance.dir + "/cni-containerd-exec"
-    try FileManager.default.createDirectory(atPath: cni, withIntermediateDirectories: true)
-    try NetworkBench.conflist(bridge: peerBridge, subnet: "10.250.6.0/24", ipamDir: instance.dir + "/ipam-exec-c").list
-      .write(toFile: cni + "/10-bench.conflist", atomically: true, encoding: .utf8)
-    let peer = try ContainerdPeer(
-      dir: instance.dir + "/containerd-exec", registry: registry.address, sandboxImage: pause, cniConfDir: cni)
-    defer {
-      peer.stop()
-      _ = try? NetworkBench.run("/usr/sbin/ip", ["link", "del", peerBridge])
-    }
-    try peer.start()
+    let peer = try await ContainerdPeer.startForBench(
+      instance: instance, registry: registry, binDir: binDir, figure: "exec", bridge: "cbench-exec-c",
+      subnet: "10.250.6.0/24")
+    defer { peer.release() }
     let containerd = CRIWorkload(
       name: "containerd", socket: peer.socket, image: image, logDir: instance.dir + "/logs-exec-c", runID: runID)
     try await containerd.waitReady()

@@ -195,21 +195,10 @@ enum StatsBench {
     instance: BenchInstance, registry: LocalRegistry, binDir: String, image: String, runID: String, containers: Int,
     calls: Int
   ) async throws -> [Double] {
-    try ContainerdPeer.ensureInstalled()
-    let pause = registry.reference("crisp/pause:bench")
-    _ = try await registry.pushPauseImage(binary: binDir + "/crisp-pause", name: "crisp/pause:bench")
-    let bridge = "cbench-stats-c"
-    let cni = instance.dir + "/cni-containerd-stats"
-    try FileManager.default.createDirectory(atPath: cni, withIntermediateDirectories: true)
-    try NetworkBench.conflist(bridge: bridge, subnet: "10.250.4.0/24", ipamDir: instance.dir + "/ipam-stats-c").list
-      .write(toFile: cni + "/10-bench.conflist", atomically: true, encoding: .utf8)
-    let peer = try ContainerdPeer(
-      dir: instance.dir + "/containerd-stats", registry: registry.address, sandboxImage: pause, cniConfDir: cni)
-    defer {
-      peer.stop()
-      _ = try? NetworkBench.run("/usr/sbin/ip", ["link", "del", bridge])
-    }
-    try peer.start()
+    let peer = try await ContainerdPeer.startForBench(
+      instance: instance, registry: registry, binDir: binDir, figure: "stats", bridge: "cbench-stats-c",
+      subnet: "10.250.4.0/24")
+    defer { peer.release() }
     let workload = CRIWorkload(
       name: "containerd", socket: peer.socket, image: image, logDir: instance.dir + "/logs-stats-c", runID: runID)
     try await workload.waitReady()
