@@ -160,6 +160,8 @@ final class CrispInstance: @unchecked Sendable {
       kill(process.processIdentifier, SIGKILL)
       process.waitUntilExit()
     }
+    // A frontd that died could not remove its pods: their containers and shims go here.
+    RuntimeLeftovers.killAll(runRoot: paths.runRoot)
     for line in mounts() {
       let fields = line.split(separator: " ")
       if fields.count > 4 { umount2(String(fields[4]), Int32(MNT_DETACH)) }

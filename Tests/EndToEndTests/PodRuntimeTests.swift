@@ -272,3 +272,34 @@ func leftovers(_ crisp: CrispInstance) -> [String] {
   }
   return left
 }
+
+extension PodRuntimeTests {
+  /// A test whose frontd died leaves its containers running under their shims (as a node
+  /// would); the test instance's teardown still kills and deletes them.
+  @Test func aTestInstanceCleansUpAfterADeadFrontd() async throws {
+    var runRoot = ""
+    let marker = "4243\(UInt16.random(in: 1000...9999))"
+    try await withContainerRuntime { crisp, registry, podID in
+      runRoot = crisp.paths.runRoot
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let sleeper = try await crisp.createContainer(
+        podID: podID, name: "orphan", image: image, command: ["sleep", marker])
+      try await crisp.startContainer(sleeper)
+      _ = try await crisp.stop(.frontd, signal: SIGKILL)
+      #expect(!RuntimeLeftovers.shims(runRoot: runRoot).isEmpty, "shims outlive frontd")
+      #expect(!sleepers(marker).isEmpty)
+    }
+    #expect(RuntimeLeftovers.shims(runRoot: runRoot).isEmpty)
+    #expect(sleepers(marker).isEmpty)
+    #expect(!readWholeFile("/proc/self/mountinfo").contains(runRoot))
+  }
+}
+
+/// Processes running `sleep <marker>`.
+private func sleepers(_ marker: String) -> [String] {
+  let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+  return entries.filter { entry in
+    entry.allSatisfy(\.isNumber) && readWholeFile("/proc/\(entry)/cmdline") == "sleep\0\(marker)\0"
+  }
+}

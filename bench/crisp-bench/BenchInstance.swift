@@ -1,5 +1,6 @@
 import CNNG
 import CrispCore
+import CrispTestSupport
 import Foundation
 
 /// The daemons under a temporary root, started from the built binaries, stopped at the end.
@@ -105,6 +106,9 @@ final class BenchInstance: @unchecked Sendable {
       kill(process.processIdentifier, process === nngcat ? SIGKILL : SIGTERM)
       process.waitUntilExit()
     }
+    // A frontd that died could not remove its pods: their containers and shims go here.
+    RuntimeLeftovers.killAll(runRoot: paths.runRoot)
+    unmountAll(under: dir)
     try? FileManager.default.removeItem(atPath: dir)
   }
 }
