@@ -229,13 +229,7 @@ func withContainerRuntime(
 }
 
 /// shimd processes of this instance still alive.
-func shimProcesses(_ crisp: CrispInstance) -> [String] {
-  let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-  return pids.filter { $0.allSatisfy(\.isNumber) }.compactMap { pid in
-    let cmdline = readWholeFile("/proc/\(pid)/cmdline").replacingOccurrences(of: "\0", with: " ")
-    return cmdline.contains("shimd") && cmdline.contains(crisp.paths.runRoot) ? cmdline : nil
-  }
-}
+func shimProcesses(_ crisp: CrispInstance) -> [Int32] { RuntimeLeftovers.shims(runRoot: crisp.paths.runRoot) }
 
 extension CrispInstance {
   func createContainer(

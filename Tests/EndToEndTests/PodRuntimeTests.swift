@@ -288,18 +288,10 @@ extension PodRuntimeTests {
       try await crisp.startContainer(sleeper)
       _ = try await crisp.stop(.frontd, signal: SIGKILL)
       #expect(!RuntimeLeftovers.shims(runRoot: runRoot).isEmpty, "shims outlive frontd")
-      #expect(!sleepers(marker).isEmpty)
+      #expect(!processIDs { $0 == "sleep \(marker) " }.isEmpty)
     }
     #expect(RuntimeLeftovers.shims(runRoot: runRoot).isEmpty)
-    #expect(sleepers(marker).isEmpty)
+    #expect(processIDs { $0 == "sleep \(marker) " }.isEmpty)
     #expect(!readWholeFile("/proc/self/mountinfo").contains(runRoot))
-  }
-}
-
-/// Processes running `sleep <marker>`.
-private func sleepers(_ marker: String) -> [String] {
-  let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-  return entries.filter { entry in
-    entry.allSatisfy(\.isNumber) && readWholeFile("/proc/\(entry)/cmdline") == "sleep\0\(marker)\0"
   }
 }

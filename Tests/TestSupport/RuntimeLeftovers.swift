@@ -25,12 +25,17 @@ public enum RuntimeLeftovers {
 
   /// shimd processes whose command line names `runRoot`.
   public static func shims(runRoot: String) -> [Int32] {
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { entry in
-      guard let pid = Int32(entry) else { return nil }
-      let cmdline = ((try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8)) ?? "")
-        .replacingOccurrences(of: "\0", with: " ")
-      return cmdline.contains("shimd") && cmdline.contains(runRoot) ? pid : nil
-    }
+    processIDs { $0.contains("shimd") && $0.contains(runRoot) }
+  }
+}
+
+/// Processes whose command line (arguments joined by spaces, with a trailing space) matches.
+public func processIDs(where matches: (String) -> Bool) -> [Int32] {
+  let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+  return entries.compactMap { entry in
+    guard let pid = Int32(entry) else { return nil }
+    let cmdline = ((try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8)) ?? "")
+      .replacingOccurrences(of: "\0", with: " ")
+    return matches(cmdline) ? pid : nil
   }
 }

@@ -112,3 +112,25 @@ final class BenchInstance: @unchecked Sendable {
     try? FileManager.default.removeItem(atPath: dir)
   }
 }
+
+extension BenchInstance {
+  /// crisp's side of a figure: pods on a CNI bridge and subnet of the figure's own, and a
+  /// workload that answers. `releaseFigure(bridge:)` removes the bridge and the pods' parent cgroup.
+  func workload(figure: String, bridge: String, subnet: String, image: String, runID: String) async throws
+    -> CRIWorkload
+  {
+    try NetworkBench.conflist(bridge: bridge, subnet: subnet, ipamDir: dir + "/ipam-\(figure)").list
+      .write(toFile: dir + "/cni/10-bench.conflist", atomically: true, encoding: .utf8)
+    let workload = CRIWorkload(
+      name: "crisp", socket: paths.criSocket, image: image, logDir: dir + "/logs-\(figure)", runID: runID)
+    try await workload.waitReady()
+    return workload
+  }
+
+  func releaseFigure(bridge: String) {
+    _ = try? NetworkBench.run("/usr/sbin/ip", ["link", "del", bridge])
+    for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
+      rmdir("/sys/fs/cgroup/\(hierarchy)/crisp-bench")
+    }
+  }
+}

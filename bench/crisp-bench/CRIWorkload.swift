@@ -239,6 +239,18 @@ struct CRIWorkload {
     result.tearDown[count, default: 0] += down
   }
 
+  /// Runs `body`, then removes every pod the runtime still has, also when `body` failed.
+  func removingPods<R>(after body: () async throws -> R) async throws -> R {
+    do {
+      let result = try await body()
+      await removeAllPods()
+      return result
+    } catch {
+      await removeAllPods()
+      throw error
+    }
+  }
+
   /// Removes every pod the runtime still has (a failed run's leftovers).
   func removeAllPods() async {
     _ = try? await withClients { runtime, _ in

@@ -97,7 +97,7 @@ final class ContainerdPeer: @unchecked Sendable {
 
   /// containerd's shims for this instance (one per pod), found by their `-address`.
   var shimPids: [Int32] {
-    processes { $0.contains(Self.shimBinary) && $0.contains(socket) }
+    processIDs { $0.contains(Self.shimBinary) && $0.contains(socket) }
   }
 
   /// Stops containerd and its shims and removes what they left: mounts, the directory.
@@ -119,16 +119,6 @@ final class ContainerdPeer: @unchecked Sendable {
   }
 }
 
-/// pids whose command line matches.
-func processes(where matches: (String) -> Bool) -> [Int32] {
-  let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-  return entries.compactMap { entry in
-    guard let pid = Int32(entry) else { return nil }
-    let cmdline = (try? String(contentsOfFile: "/proc/\(entry)/cmdline", encoding: .utf8)) ?? ""
-    return matches(cmdline.replacingOccurrences(of: "\0", with: " ")) ? pid : nil
-  }
-}
-
 /// Detaches every mount under `dir`, deepest first.
 func unmountAll(under dir: String) {
   let table = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
@@ -143,10 +133,11 @@ func unmountAll(under dir: String) {
 extension ContainerdPeer {
   /// containerd beside a bench instance, for one figure: installed if missing, its sandbox
   /// image (crisp-pause) pushed to `registry`, a CNI bridge and subnet of its own, and
-  /// started. `release()` stops it and removes the bridge.
+  /// started, with a workload that answers. `release()` stops it and removes the bridge.
   static func startForBench(
-    instance: BenchInstance, registry: LocalRegistry, binDir: String, figure: String, bridge: String, subnet: String
-  ) async throws -> ContainerdPeer {
+    instance: BenchInstance, registry: LocalRegistry, binDir: String, figure: String, bridge: String, subnet: String,
+    image: String, runID: String
+  ) async throws -> (ContainerdPeer, CRIWorkload) {
     try ensureInstalled()
     let pause = registry.reference("crisp/pause:bench")
     _ = try await registry.pushPauseImage(binary: binDir + "/crisp-pause", name: "crisp/pause:bench")
@@ -159,11 +150,14 @@ extension ContainerdPeer {
     peer.bridge = bridge
     do {
       try peer.start()
+      let workload = CRIWorkload(
+        name: "containerd", socket: peer.socket, image: image, logDir: instance.dir + "/logs-\(figure)-c", runID: runID)
+      try await workload.waitReady()
+      return (peer, workload)
     } catch {
       peer.release()
       throw error
     }
-    return peer
   }
 
   func release() {

@@ -228,44 +228,25 @@ enum ExecBench {
     let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     let group = MultiThreadedEventLoopGroup.singleton
     let crispBridge = "cbench-exec"
-    try NetworkBench.conflist(bridge: crispBridge, subnet: "10.250.5.0/24", ipamDir: instance.dir + "/ipam-exec")
-      .list.write(toFile: instance.dir + "/cni/10-bench.conflist", atomically: true, encoding: .utf8)
-    defer {
-      _ = try? NetworkBench.run("/usr/sbin/ip", ["link", "del", crispBridge])
-      for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
-        rmdir("/sys/fs/cgroup/\(hierarchy)/crisp-bench")
-      }
-    }
-    let crisp = CRIWorkload(
-      name: "crisp", socket: instance.paths.criSocket, image: image, logDir: instance.dir + "/logs-exec", runID: runID)
-    try await crisp.waitReady()
+    defer { instance.releaseFigure(bridge: crispBridge) }
+    let crisp = try await instance.workload(
+      figure: "exec", bridge: crispBridge, subnet: "10.250.5.0/24", image: image, runID: runID)
     print("\nexec: \(runs) × exec true and \(catRuns) × cat of 100 MB, over WebSocket v4, on crisp")
     var pull = Runtime_V1_PullImageRequest()
     pull.image.image = image
     _ = try await crisp.withClients { _, images in try await images.pullImage(pull) }
-    let mine: CRIWorkload.ExecFigures
-    do {
-      mine = try await crisp.execFigures(runs: runs, catRuns: catRuns, group: group)
-    } catch {
-      await crisp.removeAllPods()
-      throw error
+    let mine = try await crisp.removingPods {
+      try await crisp.execFigures(runs: runs, catRuns: catRuns, group: group)
     }
 
-    let peer = try await ContainerdPeer.startForBench(
+    let (peer, containerd) = try await ContainerdPeer.startForBench(
       instance: instance, registry: registry, binDir: binDir, figure: "exec", bridge: "cbench-exec-c",
-      subnet: "10.250.6.0/24")
+      subnet: "10.250.6.0/24", image: image, runID: runID)
     defer { peer.release() }
-    let containerd = CRIWorkload(
-      name: "containerd", socket: peer.socket, image: image, logDir: instance.dir + "/logs-exec-c", runID: runID)
-    try await containerd.waitReady()
     print("exec: the same on containerd")
     _ = try await containerd.withClients { _, images in try await images.pullImage(pull) }
-    let theirs: CRIWorkload.ExecFigures
-    do {
-      theirs = try await containerd.execFigures(runs: runs, catRuns: catRuns, group: group)
-    } catch {
-      await containerd.removeAllPods()
-      throw error
+    let theirs = try await containerd.removingPods {
+      try await containerd.execFigures(runs: runs, catRuns: catRuns, group: group)
     }
 
     print("\nExec through the streaming server (WebSocket v4.channel.k8s.io): crisp vs containerd 1.6")

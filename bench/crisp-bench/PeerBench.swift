@@ -57,7 +57,7 @@ enum PeerBench {
           name: "crisp", socket: instance.paths.criSocket, image: image, logDir: instance.dir + "/logs-crisp",
           runID: runID),
         daemons: { instance.pids },
-        monitors: { processes { $0.contains("shimd") && $0.contains(instance.paths.runRoot) } }),
+        monitors: { RuntimeLeftovers.shims(runRoot: instance.paths.runRoot) }),
       Side(
         workload: CRIWorkload(
           name: "containerd", socket: peer.socket, image: image, logDir: instance.dir + "/logs-containerd",

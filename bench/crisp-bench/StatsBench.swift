@@ -30,50 +30,43 @@ enum StatsBench {
     let image = registry.reference("crisp/busybox:latest")
     let runID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
     let crispBridge = "cbench-stats"
-    try NetworkBench.conflist(bridge: crispBridge, subnet: "10.250.3.0/24", ipamDir: instance.dir + "/ipam-stats")
-      .list.write(toFile: instance.dir + "/cni/10-bench.conflist", atomically: true, encoding: .utf8)
-    defer {
-      _ = try? NetworkBench.run("/usr/sbin/ip", ["link", "del", crispBridge])
-      for hierarchy in (try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? [] {
-        rmdir("/sys/fs/cgroup/\(hierarchy)/crisp-bench")
-      }
-    }
+    defer { instance.releaseFigure(bridge: crispBridge) }
     var figures = Figures()
-    let crisp = CRIWorkload(
-      name: "crisp", socket: instance.paths.criSocket, image: image, logDir: instance.dir + "/logs-stats",
-      runID: runID)
-    try await crisp.waitReady()
+    let crisp = try await instance.workload(
+      figure: "stats", bridge: crispBridge, subnet: "10.250.3.0/24", image: image, runID: runID)
     print("\nstats: \(containers) pods with a running container each on crisp")
-    let pids = try await bringUp(crisp, count: containers)
-    figures.crisp = try await listStats(crisp, calls: calls, expect: containers)
+    let files = try await crisp.removingPods { () async throws -> [String] in
+      let pids = try await bringUp(crisp, count: containers)
+      figures.crisp = try await listStats(crisp, calls: calls, expect: containers)
 
-    // The floors: the same cgroups, found from each container's init process.
-    guard let mounts = CgroupMounts.current() else { throw CrispError(.failedPrecondition, "no cgroup mounts") }
-    let cgroups = try pids.map { pid -> ContainerCgroup in
-      guard let process = ProcessCgroups.read(pid: pid) else {
-        throw CrispError(.notFound, "no /proc/\(pid)/cgroup")
+      // The floors: the same cgroups, found from each container's init process.
+      guard let mounts = CgroupMounts.current() else { throw CrispError(.failedPrecondition, "no cgroup mounts") }
+      let cgroups = try pids.map { pid -> ContainerCgroup in
+        guard let process = ProcessCgroups.read(pid: pid) else {
+          throw CrispError(.notFound, "no /proc/\(pid)/cgroup")
+        }
+        let cgroup = ContainerCgroup.locate(cgroupsPath: "", mounts: mounts, own: nil, process: process)
+        guard cgroup.cpu != nil, cgroup.memory != nil else {
+          throw CrispError(.notFound, "no CPU or memory cgroup for pid \(pid)")
+        }
+        return cgroup
       }
-      let cgroup = ContainerCgroup.locate(cgroupsPath: "", mounts: mounts, own: nil, process: process)
-      guard cgroup.cpu != nil, cgroup.memory != nil else {
-        throw CrispError(.notFound, "no CPU or memory cgroup for pid \(pid)")
+      let files = cgroups.flatMap(statFiles)
+      for _ in 0..<calls {
+        let start = ContinuousClock.now
+        var bytes = 0
+        for file in files { bytes += readRaw(file) }
+        figures.rawFloor.append((ContinuousClock.now - start).microseconds / 1000)
+        precondition(bytes > 0)
       }
-      return cgroup
+      for _ in 0..<calls {
+        let start = ContinuousClock.now
+        let samples = cgroups.map { $0.sample() }
+        figures.parsedFloor.append((ContinuousClock.now - start).microseconds / 1000)
+        precondition(samples.allSatisfy { $0.memory != nil })
+      }
+      return files
     }
-    let files = cgroups.flatMap(statFiles)
-    for _ in 0..<calls {
-      let start = ContinuousClock.now
-      var bytes = 0
-      for file in files { bytes += readRaw(file) }
-      figures.rawFloor.append((ContinuousClock.now - start).microseconds / 1000)
-      precondition(bytes > 0)
-    }
-    for _ in 0..<calls {
-      let start = ContinuousClock.now
-      let samples = cgroups.map { $0.sample() }
-      figures.parsedFloor.append((ContinuousClock.now - start).microseconds / 1000)
-      precondition(samples.allSatisfy { $0.memory != nil })
-    }
-    await crisp.removeAllPods()
 
     if peer {
       do {
@@ -195,22 +188,14 @@ enum StatsBench {
     instance: BenchInstance, registry: LocalRegistry, binDir: String, image: String, runID: String, containers: Int,
     calls: Int
   ) async throws -> [Double] {
-    let peer = try await ContainerdPeer.startForBench(
+    let (peer, workload) = try await ContainerdPeer.startForBench(
       instance: instance, registry: registry, binDir: binDir, figure: "stats", bridge: "cbench-stats-c",
-      subnet: "10.250.4.0/24")
+      subnet: "10.250.4.0/24", image: image, runID: runID)
     defer { peer.release() }
-    let workload = CRIWorkload(
-      name: "containerd", socket: peer.socket, image: image, logDir: instance.dir + "/logs-stats-c", runID: runID)
-    try await workload.waitReady()
     print("stats: the same \(containers) pods on containerd")
-    do {
+    return try await workload.removingPods {
       _ = try await bringUp(workload, count: containers)
-      let times = try await listStats(workload, calls: calls, expect: containers)
-      await workload.removeAllPods()
-      return times
-    } catch {
-      await workload.removeAllPods()
-      throw error
+      return try await listStats(workload, calls: calls, expect: containers)
     }
   }
 
