@@ -12,9 +12,9 @@ extension RuntimeService {
       // Pods sharing one PID namespace have an infra process under a shim of their own.
       if await runtime.shims.state(pod.id) != nil { shims += 1 }
     }
-    for record in (try? runtime.store.containers(podID: nil)) ?? [] {
-      if await runtime.shims.state(record.id) != nil { shims += 1 }
-      guard let view = try? await view(record) else { continue }
+    // One question to each container's shim, all at once, as ListContainers asks.
+    for view in (try? await views((try? runtime.store.containers(podID: nil)) ?? [])) ?? [] {
+      if view.shimAnswered { shims += 1 }
       containers[view.state, default: 0] += 1
     }
     let containerStates: [(Runtime_V1_ContainerState, String)] = [

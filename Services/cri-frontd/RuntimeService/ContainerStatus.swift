@@ -17,12 +17,15 @@ struct ContainerView {
   var reason = ""
   var message = ""
   var pid: Int32 = 0
+  /// The container's shim answered (else the state comes from its exit record, or is unknown).
+  var shimAnswered = false
 }
 
 extension RuntimeService {
   func view(_ record: ContainerRecord) async throws(CrispError) -> ContainerView {
     var view = ContainerView(record: record, config: try Self.decodeContainerConfig(record), state: .containerUnknown)
     if let shim = await runtime.shims.state(record.id) {
+      view.shimAnswered = true
       view.pid = shim.pid
       view.startedAt = shim.startedAt
       view.finishedAt = shim.finishedAt
