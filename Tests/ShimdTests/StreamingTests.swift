@@ -235,7 +235,8 @@ extension ShimdTests {
             command: ["sh", "-c", "sleep 1001 & sleep 1002 & echo started; sleep 1003"], tty: tty, stdin: tty,
             stdout: true, stderr: !tty))
         _ = try client.collect { $0.stdoutText.contains("started") }
-        try await shim.waitForProcess(["sleep", "1003"])
+        // The background sleeps are forked before `echo`, but may not have exec'd yet.
+        for seconds in ["1001", "1002", "1003"] { try await shim.waitForProcess(["sleep", seconds]) }
         let pids = ["1001", "1002", "1003"].flatMap { processes(withCommandLine: ["sleep", $0]) }
         #expect(pids.count == 3)
         client.close()
