@@ -19,6 +19,14 @@ public func confine(
   guard crisp_set_dumpable(0) == 0, crisp_dumpable_when_crashing() == 0 else {
     throw CrispError(.internal, "PR_SET_DUMPABLE: \(String(cString: strerror(errno)))")
   }
+  // systemd starts services with 1024 descriptors (its hard limit is far higher), and a
+  // daemon holds some per container: frontd a socket to each shim and a pidfd on each
+  // running container. Raising the soft limit to the hard one needs no privilege.
+  var files = rlimit()
+  if getrlimit(RLIMIT_NOFILE_CONSTANT, &files) == 0, files.rlim_cur < files.rlim_max {
+    files.rlim_cur = files.rlim_max
+    _ = setrlimit(RLIMIT_NOFILE_CONSTANT, &files)
+  }
   if seccomp {
     try DaemonPrivileges.installSeccomp(profile, action: DaemonPrivileges.Action(rawValue: action) ?? .errno)
   }
@@ -26,8 +34,12 @@ public func confine(
     "privileges",
     metadata: [
       "capabilities": "\(caps.effective.names)", "bounding": "\(caps.bounding.names)",
-      "no_new_privs": "\(ProcessControl.noNewPrivileges)", "dumpable": "\(crisp_get_dumpable() == 1)",
+      "no_new_privs": "\(ProcessControl.noNewPrivileges)", "open_files": "\(files.rlim_cur)",
+      "dumpable": "\(crisp_get_dumpable() == 1)",
       "seccomp": seccomp
         ? "\(action): \(profile.denied.joined(separator: ",")); sockets \(profile.socketFamilies.sorted())" : "off",
     ])
 }
+
+// Glibc imports RLIMIT_NOFILE as an enum case of __rlimit_resource on Linux.
+private let RLIMIT_NOFILE_CONSTANT = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)

@@ -8,6 +8,35 @@ import Testing
 /// Containers end to end: a real registry's busybox image pulled by imaged, a pod on a
 /// bridge of the test's own, shimd and real runc, over the CRI socket.
 @Suite struct ContainerTests {
+  /// frontd remembers a running container's state between listings (kubelet lists
+  /// every container every second): an init killed from outside, with no CRI call,
+  /// must still be listed exited, with its exit code, once its shim has seen the exit.
+  @Test func aContainerKilledBehindTheRuntimesBackIsListedExited() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let id = try await crisp.createContainer(podID: podID, name: "victim", image: image, command: ["sleep", "1000"])
+      try await crisp.startContainer(id)
+      for _ in 0..<3 {
+        #expect(try await crisp.listContainers(id: id).map(\.state) == [.containerRunning])
+        #expect(try await crisp.containerStatus(id).status.state == .containerRunning)
+      }
+      let info = try #require(try await crisp.containerStatus(id, verbose: true).info["info"])
+      let fields = try #require(try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])
+      let initPid = Int32(try #require(fields["pid"] as? Int))
+      #expect(initPid > 0)
+      #expect(kill(initPid, SIGKILL) == 0)
+      try await waitUntil("the listing shows the container exited", timeout: .seconds(10)) {
+        try await crisp.listContainers(id: id).map(\.state) == [.containerExited]
+      }
+      let status = try await crisp.containerStatus(id).status
+      #expect(status.state == .containerExited)
+      #expect(status.exitCode == 137)
+      #expect(status.reason == "Error")
+      #expect(status.finishedAt >= status.startedAt)
+    }
+  }
+
   @Test func containerLifecycle() async throws {
     try await withContainerRuntime { crisp, registry, podID in
       let image = "\(registry.address)/crisp/busybox:latest"

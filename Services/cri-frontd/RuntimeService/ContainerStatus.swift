@@ -24,7 +24,7 @@ struct ContainerView {
 extension RuntimeService {
   func view(_ record: ContainerRecord) async throws(CrispError) -> ContainerView {
     var view = ContainerView(record: record, config: try Self.decodeContainerConfig(record), state: .containerUnknown)
-    if let shim = await runtime.shims.state(record.id) {
+    if let shim = await runtime.shims.knownState(record.id) {
       view.shimAnswered = true
       view.pid = shim.pid
       view.startedAt = shim.startedAt

@@ -24,7 +24,6 @@ extension RuntimeService {
       } catch  where error.code == .unavailable {
         // The shim exited while answering: its work was done.
       }
-      runtime.shims.forget(record.id)
     } else {
       // No shim (it died): delete what runc may still hold, best effort.
       let handler = (try? runtime.store.pod(record.podID))??.runtimeHandler ?? "runc"
@@ -32,6 +31,7 @@ extension RuntimeService {
       await ChildProcessRunner.unmount(
         runtime, ContainerBundle(paths: runtime.paths, containerID: record.id).directory + "/rootfs")
     }
+    runtime.shims.forget(record.id)
     ContainerBundle(paths: runtime.paths, containerID: record.id).remove()
     _ = try await peers.imaged.call(SnapshotRelease.self, .init(containerID: record.id))
     try runtime.store.deleteContainer(record.id)
