@@ -85,6 +85,9 @@ final class ProcessBackend: StreamingBackend {
   /// The fake shims still running (each exits with its command).
   var running: Int { processes.withLock { $0.filter(\.isRunning).count } }
 
+  /// Exec and attach sessions started so far.
+  var started: Int { counter.withLock { $0 } }
+
   func cleanUp() {
     processes.withLock { list in
       for process in list where process.isRunning { kill(process.processIdentifier, SIGKILL) }

@@ -34,7 +34,9 @@ final class StreamingTokenTests: StreamingServerTestCase {
   }
 
   func testExpiredTokenIsRefused() async throws {
-    try await startServer { $0.tokenTTLMs = 300 }
+    // Long enough for a Python client to start and connect on a loaded machine.
+    let ttlMs: Int64 = 2000
+    try await startServer { $0.tokenTTLMs = ttlMs }
     // In time: works (so the refusal below is the expiry, not something else).
     let fresh = try url(.exec(containerID: "c1", command: ["echo", "in-time"], options: options), webSocket: true)
     let ok = try await runClient("ws_client.py", ["exec", fresh, "--protocol", "v4.channel.k8s.io"])
@@ -44,7 +46,7 @@ final class StreamingTokenTests: StreamingServerTestCase {
     let spdy = try url(.exec(containerID: "c1", command: ["echo", "late"], options: options))
     let forward = try url(.portForward(podID: "p1", ports: []))
     // The TTL is a deadline on the monotonic clock: past it, the tokens are dead.
-    try await Task.sleep(for: .milliseconds(600))
+    try await Task.sleep(for: .milliseconds(ttlMs + 300))
     let late = try await runClient("ws_client.py", ["exec", webSocket, "--protocol", "v4.channel.k8s.io"])
     XCTAssertEqual(late.int("handshake_status"), 404, late.description)
     let lateSPDY = try await runClient("spdy_client.py", ["exec", spdy, "--protocol", "v4.channel.k8s.io"])
