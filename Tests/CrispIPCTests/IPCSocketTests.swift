@@ -126,7 +126,8 @@ import Testing
     #expect(clock.now - started < .seconds(5), "waited for the 30 s deadline instead of the 200 ms grace")
     started = clock.now
     await #expect(throws: CrispError.self) { try await client.call(Ping.self, Ping.Request()) }
-    #expect(clock.now - started < .seconds(1), "the grace is spent: the second call fails at once")
+    // Not the 30 s deadline; seconds of slack for a loaded machine running tests in parallel.
+    #expect(clock.now - started < .seconds(5), "the grace is spent: the second call fails at once")
 
     // Back: the client reconnects by itself and the next call is answered.
     let server = try IPCServer(address: address, router: IPCRouter(), logger: .init(label: "test"))
