@@ -54,7 +54,10 @@ final class CrispInstance: @unchecked Sendable {
       log_level = "debug"
       \(extraConfig)
       [ipc]
-      health_timeout_ms = 300
+      # Status and the daemons' readiness come from health calls with this deadline: a
+      # loaded 2-core machine may take more than the 300 ms a quick test would like (a dead
+      # daemon fails its call at once or after IPCClient's redial grace all the same).
+      health_timeout_ms = 2000
 
       [frontd]
       \(frontdConfig)

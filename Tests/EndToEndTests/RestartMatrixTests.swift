@@ -42,12 +42,14 @@ import Testing
             }
             try crisp.start(daemon)
             let restarted = ContinuousClock.now
-            try await waitUntil("CRI answers after \(daemon) came back (signal \(signal))", timeout: .seconds(10)) {
+            try await waitUntil("CRI answers after \(daemon) came back (signal \(signal))", timeout: .seconds(20)) {
               guard let status = try? await crisp.status() else { return false }
               return status.condition("RuntimeReady")?.status == true
                 && status.condition("NetworkReady")?.status == true
             }
-            #expect(ContinuousClock.now - restarted < .seconds(5), "\(daemon) took long to be usable again")
+            // Seconds (a debug build's start on a loaded 2-core machine), not a redial backoff
+            // or a deadline run out.
+            #expect(ContinuousClock.now - restarted < .seconds(10), "\(daemon) took long to be usable again")
             #expect(try await crisp.containerStatus(ticker).status.state == .containerRunning)
             #expect(try await crisp.listPods().map(\.id) == [podID])
             #expect(try await crisp.listContainers().map(\.id) == [ticker])
