@@ -173,6 +173,14 @@ extension StreamingEndToEndTests {
   func kubectlPortForwardThroughCrisp() async throws {
     try await Self.withKubectl(container: "echo", command: ["nc", "-ll", "-p", "8080", "-e", "cat"]) {
       crisp, kubectl, podID, echo, _ in
+      // Started is not listening: nc binds its port some time after runc start returned.
+      try await waitUntil("nc listens on 8080 in the pod", timeout: .seconds(20)) {
+        let tables = try await crisp.execSync(echo, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]).stdout
+        return String(decoding: tables, as: UTF8.self).split(separator: "\n").contains { line in
+          let fields = line.split(separator: " ")
+          return fields.count > 3 && fields[1].hasSuffix(":1F90") && fields[3] == "0A"
+        }
+      }
 
       var request = Runtime_V1_PortForwardRequest()
       request.podSandboxID = podID

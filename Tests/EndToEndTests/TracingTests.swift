@@ -51,10 +51,18 @@ import Testing
         {
           collector.received.first { $0.service == service && $0.name == name && match($0) }
         }
+        // Every span looked at below, not a few taken as a sign of the others: each daemon
+        // batches and sends its spans on a timer of its own.
         try await waitUntil("the spans reach the collector", timeout: .seconds(20)) {
-          span("crisp-netd", "ipc.serve netd.setup") != nil && span("crisp-imaged", "ipc.serve image.pull") != nil
+          guard let pullServed = span("crisp-imaged", "ipc.serve image.pull") else { return false }
+          return span("crisp-netd", "ipc.serve netd.setup") != nil
+            && span("crisp-frontd", "runtime.v1.RuntimeService/RunPodSandbox") != nil
+            && span("crisp-frontd", "ipc netd/netd.setup") != nil
+            && span("crisp-frontd", "runtime.v1.ImageService/PullImage") != nil
+            && span("crisp-frontd", "ipc imaged/image.pull") != nil
             && span("crisp-frontd", "runtime.v1.RuntimeService/Version") != nil
             && span("crisp-frontd", "runtime.v1.RuntimeService/PodSandboxStatus") != nil
+            && collector.received.contains { $0.service == "crisp-imaged" && $0.parentSpanID == pullServed.spanID }
         }
         #expect(collector.errors.isEmpty, "\(collector.errors)")
 
