@@ -84,6 +84,14 @@ struct Runc: Sendable {
   }
 
   /// Whether runc knows the container (`runc state` succeeds).
+  /// The runtime keeps state for this container: its directory under `--root` (where
+  /// runc and crun keep `state.json` / `status`; `runc create` refuses an id whose
+  /// directory exists). A stat, where `runc state` took 15 to 40 ms of every create.
+  var hasState: Bool {
+    var info = stat()
+    return stat(root + "/" + containerID, &info) == 0
+  }
+
   func exists() async throws(CrispError) -> Bool {
     try await run(["state", containerID], timeoutMs: 30_000).succeeded
   }

@@ -222,7 +222,7 @@ func runShim(_ options: ShimOptions, logger: Logger) async -> Int32 {
     let runc = Runc(
       path: options.runtime, root: options.runtimeRoot, containerID: settings.id,
       systemdCgroup: bundle.usesSystemdCgroup, supervisor: supervisor)
-    if try await runc.exists() {
+    if runc.hasState {
       throw CrispError(.alreadyExists, "container \(settings.id) already exists in runc state (\(options.runtimeRoot))")
     }
     let log = try CRILogWriter(path: settings.logPath)
@@ -269,7 +269,7 @@ func runShim(_ options: ShimOptions, logger: Logger) async -> Int32 {
       // Let the worker send the reply, then go: the socket file goes with the server.
       Task.detached {
         try? await Task.sleep(for: .milliseconds(200))
-        server.close()
+        await server.closeAndWait(timeoutMs: 2_000)
         // _exit: no atexit handlers or static destructors while other threads run.
         _exit(0)
       }

@@ -1,6 +1,11 @@
 import CNNG
 import CrispCore
 import Logging
+import Synchronization
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// A REP socket serving an `IPCRouter`. `workers` contexts receive at once, so up to
 /// that many requests are handled concurrently and a slow one blocks none of the others.
@@ -10,6 +15,22 @@ public final class IPCServer: Sendable {
   private let router: IPCRouter
   private let workers: Int
   private let logger: Logger
+  private let lifecycle = Mutex(Lifecycle())
+
+  /// The workers' aios, and whether the server runs or is closing. Only a worker
+  /// touches its context; closing cancels the workers' operations, and the socket is
+  /// closed once every worker has closed its context and returned. NNG 1.5 panics
+  /// (SIGABRT, "pthread_mutex_lock: Invalid argument" in nng_ctx_send) when a socket is
+  /// closed while a context of it sends, which killed daemons replying as SIGTERM came;
+  /// and closing contexts from another thread while they received was seen to hang
+  /// nng_close for good.
+  private struct Lifecycle {
+    var aios: [ObjectIdentifier: AsyncAIO] = [:]
+    var running = false
+    var closing = false
+    var socketClosed = false
+    var waiting: [CheckedContinuation<Void, Never>] = []
+  }
 
   /// Binds at once, so a caller knows the socket exists when this returns.
   public init(address: String, router: IPCRouter, workers: Int = 32, logger: Logger) throws(NNGError) {
@@ -24,10 +45,43 @@ public final class IPCServer: Sendable {
       socket.close()
       throw error
     }
+    socketFile = address.hasPrefix("ipc://") ? SocketFile(path: String(address.dropFirst(6))) : nil
   }
 
-  /// Serves until `close()` is called or the task is cancelled.
+  /// The ipc:// socket's file as bound: NNG unlinks it on its reaper thread after
+  /// nng_close returns, so a process that exits at once (shimd after a delete) could
+  /// leave it behind; the server removes it itself, unless another server has bound
+  /// the path since.
+  private struct SocketFile {
+    let path: String
+    let device: UInt64
+    let inode: UInt64
+
+    init?(path: String) {
+      var info = stat()
+      guard stat(path, &info) == 0 else { return nil }
+      self.path = path
+      device = UInt64(info.st_dev)
+      inode = UInt64(info.st_ino)
+    }
+
+    func remove() {
+      var info = stat()
+      guard stat(path, &info) == 0, UInt64(info.st_dev) == device, UInt64(info.st_ino) == inode else { return }
+      unlink(path)
+    }
+  }
+  private let socketFile: SocketFile?
+
+  /// Serves until `close()` is called or the task is cancelled; returns once the
+  /// socket is closed.
   public func run() async {
+    let start = lifecycle.withLock { state -> Bool in
+      if state.closing || state.running { return false }
+      state.running = true
+      return true
+    }
+    guard start else { return }
     await withTaskCancellationHandler {
       await withDiscardingTaskGroup { group in
         for _ in 0..<workers {
@@ -37,11 +91,64 @@ public final class IPCServer: Sendable {
     } onCancel: {
       self.close()
     }
+    closeSocket()
   }
 
-  /// Closes the socket (NNG removes the socket file); pending receives end at once.
+  /// Stops serving: pending receives end at once, a reply not yet sent is dropped, and the
+  /// socket (with its file) is closed as the last worker returns (at once when the
+  /// server does not run).
   public func close() {
+    let running = lifecycle.withLock { state in
+      state.closing = true
+      // Under the lock: a worker starts each operation under it too, so none starts
+      // unseen after this.
+      for aio in state.aios.values { aio.cancel() }
+      return state.running
+    }
+    if !running { closeSocket() }
+  }
+
+  /// `close()`, then waits until the socket is closed, `timeoutMs` at most (a worker may
+  /// be inside a long request). Returns whether it was.
+  @discardableResult
+  public func closeAndWait(timeoutMs: Int) async -> Bool {
+    close()
+    return await withTaskGroup(of: Bool.self) { group in
+      group.addTask {
+        await withCheckedContinuation { continuation in
+          let closed = self.lifecycle.withLock { state -> Bool in
+            if state.socketClosed { return true }
+            state.waiting.append(continuation)
+            return false
+          }
+          if closed { continuation.resume() }
+        }
+        return true
+      }
+      group.addTask {
+        try? await Task.sleep(for: .milliseconds(timeoutMs))
+        return false
+      }
+      let first = await group.next() ?? false
+      group.cancelAll()
+      if !first { closeSocket() }  // Late: whatever a worker still does, the caller goes.
+      return first
+    }
+  }
+
+  private var isClosing: Bool { lifecycle.withLock { $0.closing } }
+
+  private func closeSocket() {
+    let waiting = lifecycle.withLock { state -> [CheckedContinuation<Void, Never>]? in
+      if state.socketClosed { return nil }
+      state.socketClosed = true
+      defer { state.waiting = [] }
+      return state.waiting
+    }
+    guard let waiting else { return }
     socket.close()
+    socketFile?.remove()
+    for continuation in waiting { continuation.resume() }
   }
 
   private func serveOneContext() async {
@@ -54,12 +161,26 @@ public final class IPCServer: Sendable {
       if !error.isClosed { logger.error("cannot start IPC worker", metadata: ["error": "\(error)"]) }
       return
     }
+    let admitted = lifecycle.withLock { state -> Bool in
+      if state.closing { return false }
+      state.aios[ObjectIdentifier(aio)] = aio
+      return true
+    }
     defer {
+      lifecycle.withLock { _ = $0.aios.removeValue(forKey: ObjectIdentifier(aio)) }
       aio.free()
       ctx.close()
     }
+    guard admitted else { return }
     while !Task.isCancelled {
-      let received = await aio.perform(timeoutMs: nil) { nng_ctx_recv(ctx.raw, $0) }
+      // Started under the lock, and cancelled at once when closing: close() cancels
+      // only the operations already started.
+      let received = await aio.perform(timeoutMs: nil) { raw in
+        lifecycle.withLock { state in
+          nng_ctx_recv(ctx.raw, raw)
+          if state.closing { nng_aio_cancel(raw) }
+        }
+      }
       if received != 0 {
         let error = NNGError(received, "receive on \(address)")
         if error.isClosed || error.isCanceled { return }
@@ -82,7 +203,7 @@ public final class IPCServer: Sendable {
         // On failure the message is still ours.
         if let unsent = aio.takeMessage() { nng_msg_free(unsent) }
         let error = NNGError(sent, "reply on \(address)")
-        if error.isClosed { return }
+        if error.isClosed || (error.isCanceled && isClosing) { return }
         logger.debug("IPC reply not delivered (requester gone)", metadata: ["error": "\(error)"])
       }
     }

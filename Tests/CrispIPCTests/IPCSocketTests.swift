@@ -152,6 +152,9 @@ import Testing
       #expect(reply.payload == "round \(round)")
       server.close()
       await serving.value
+      // The next round's call must not race the client's noticing that this server went
+      // (a call in flight when a connection drops fails, as it should).
+      try await waitUntil("the client sees the server gone", timeout: .seconds(10)) { !client.isConnected }
     }
   }
 

@@ -37,6 +37,42 @@ import Testing
   }
 }
 
+/// A daemon told to stop (SIGTERM) while it answers calls: NNG 1.5 aborts the process
+/// ("pthread_mutex_lock: Invalid argument" in nng_ctx_send) if the socket is closed
+/// under a context that is sending a reply; imaged once exited with SIGABRT so in a test.
+@Suite struct StopWhileAnsweringTests {
+  @Test func aDaemonStoppedWhileAnsweringExitsCleanlyAndRemovesItsSocket() async throws {
+    let dir = try makeTemporaryDirectory(prefix: "crisp-stop")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    var answeredInFlight = 0
+    for round in 0..<30 {
+      let id = String(format: "%064x", round)
+      let shim = try startBinary("shimd", ["--id", id, "--run-root", dir])
+      defer { shim.killIfRunning() }
+      let socket = "\(dir)/shims/\(id).ipc"
+      let client = try IPCClient(peer: "shimd", address: "ipc://" + socket, defaultTimeoutMs: 10_000)
+      defer { client.close() }
+      _ = try await client.call(Health.self)
+      answeredInFlight += await withTaskGroup(of: Int.self) { group in
+        for _ in 0..<16 {
+          group.addTask { (try? await client.call(Health.self, timeoutMs: 2_000)) == nil ? 0 : 1 }
+        }
+        group.addTask {
+          try? await Task.sleep(for: .microseconds(Int.random(in: 0...1_500)))
+          kill(shim.processIdentifier, SIGTERM)
+          return 0
+        }
+        return await group.reduce(0, +)
+      }
+      try await waitUntil("shimd exits after SIGTERM (round \(round))", timeout: .seconds(10)) { !shim.isRunning }
+      #expect(shim.terminationReason == .exit && shim.terminationStatus == 0, "round \(round)")
+      #expect(!FileManager.default.fileExists(atPath: socket), "round \(round)")
+    }
+    // The signals did come while calls were being answered.
+    #expect(answeredInFlight > 0 && answeredInFlight < 30 * 16, "\(answeredInFlight) of \(30 * 16) answered")
+  }
+}
+
 /// shimd runs once per container: it must answer IPC without loading full Foundation,
 /// NIO or gRPC (see the memory table in the README).
 @Suite struct ShimdFootprintTests {
