@@ -28,6 +28,7 @@ public final class IPCServer: Sendable {
     var aios: [ObjectIdentifier: AsyncAIO] = [:]
     var running = false
     var closing = false
+    var socketClosing = false
     var socketClosed = false
     var waiting: [CheckedContinuation<Void, Never>] = []
   }
@@ -139,15 +140,20 @@ public final class IPCServer: Sendable {
   private var isClosing: Bool { lifecycle.withLock { $0.closing } }
 
   private func closeSocket() {
-    let waiting = lifecycle.withLock { state -> [CheckedContinuation<Void, Never>]? in
-      if state.socketClosed { return nil }
+    let claimed = lifecycle.withLock { state -> Bool in
+      if state.socketClosing { return false }
+      state.socketClosing = true
+      return true
+    }
+    guard claimed else { return }
+    socket.close()
+    socketFile?.remove()
+    // Waiters are told only now: shimd _exits as soon as closeAndWait returns.
+    let waiting = lifecycle.withLock { state -> [CheckedContinuation<Void, Never>] in
       state.socketClosed = true
       defer { state.waiting = [] }
       return state.waiting
     }
-    guard let waiting else { return }
-    socket.close()
-    socketFile?.remove()
     for continuation in waiting { continuation.resume() }
   }
 
