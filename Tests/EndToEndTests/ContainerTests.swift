@@ -13,17 +13,12 @@ import Testing
   /// must still be listed exited, with its exit code, once its shim has seen the exit.
   @Test func aContainerKilledBehindTheRuntimesBackIsListedExited() async throws {
     try await withContainerRuntime { crisp, registry, podID in
-      let image = "\(registry.address)/crisp/busybox:latest"
-      try await crisp.pull(image)
-      let id = try await crisp.createContainer(podID: podID, name: "victim", image: image, command: ["sleep", "1000"])
-      try await crisp.startContainer(id)
+      let id = try await crisp.startSleeper(podID: podID, registry: registry, name: "victim")
       for _ in 0..<3 {
         #expect(try await crisp.listContainers(id: id).map(\.state) == [.containerRunning])
         #expect(try await crisp.containerStatus(id).status.state == .containerRunning)
       }
-      let info = try #require(try await crisp.containerStatus(id, verbose: true).info["info"])
-      let fields = try #require(try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])
-      let initPid = Int32(try #require(fields["pid"] as? Int))
+      let initPid = try await crisp.initPID(id)
       #expect(initPid > 0)
       #expect(kill(initPid, SIGKILL) == 0)
       try await waitUntil("the listing shows the container exited", timeout: .seconds(10)) {
@@ -306,6 +301,22 @@ extension CrispInstance {
     request.containerID = id
     request.verbose = verbose
     return try await withRuntime { try await $0.containerStatus(request) }
+  }
+
+  /// A started busybox container of the pod that sleeps (the registry's image, pulled).
+  func startSleeper(podID: String, registry: LocalRegistry, name: String) async throws -> String {
+    let image = "\(registry.address)/crisp/busybox:latest"
+    try await pull(image)
+    let id = try await createContainer(podID: podID, name: name, image: image, command: ["sleep", "1000"])
+    try await startContainer(id)
+    return id
+  }
+
+  /// The container's init process as the host sees it (the verbose status's info).
+  func initPID(_ id: String) async throws -> Int32 {
+    let info = try #require(try await containerStatus(id, verbose: true).info["info"])
+    let fields = try #require(try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])
+    return Int32(try #require(fields["pid"] as? Int))
   }
 
   func listContainers(id: String = "", labels: [String: String] = [:]) async throws -> [Runtime_V1_Container] {

@@ -166,13 +166,8 @@ import Testing
   /// reboot clears /run), and mounts gone.
   @Test func afterARebootEverythingIsShownStoppedAndCanBeRemoved() async throws {
     try await withContainerRuntime { crisp, registry, podID in
-      let image = "\(registry.address)/crisp/busybox:latest"
-      try await crisp.pull(image)
-      let id = try await crisp.createContainer(podID: podID, name: "c", image: image, command: ["sleep", "1000"])
-      try await crisp.startContainer(id)
-      let info = try #require(try await crisp.containerStatus(id, verbose: true).info["info"])
-      let fields = try #require(try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])
-      let initPid = Int32(try #require(fields["pid"] as? Int))
+      let id = try await crisp.startSleeper(podID: podID, registry: registry, name: "c")
+      let initPid = try await crisp.initPID(id)
       #expect(initPid > 0)
 
       try await crisp.stop(.frontd, signal: SIGKILL)
