@@ -21,9 +21,8 @@ public final class IPCServer: Sendable {
   /// touches its context; closing cancels the workers' operations, and the socket is
   /// closed once every worker has closed its context and returned. NNG 1.5 panics
   /// (SIGABRT, "pthread_mutex_lock: Invalid argument" in nng_ctx_send) when a socket is
-  /// closed while a context of it sends, which killed daemons replying as SIGTERM came;
-  /// and closing contexts from another thread while they received was seen to hang
-  /// nng_close for good.
+  /// closed while a context of it sends, which killed daemons replying as SIGTERM came
+  /// (or hung their exit).
   private struct Lifecycle {
     var aios: [ObjectIdentifier: AsyncAIO] = [:]
     var running = false
