@@ -83,7 +83,6 @@ struct Runc: Sendable {
     return result
   }
 
-  /// Whether runc knows the container (`runc state` succeeds).
   /// The runtime keeps state for this container: its directory under `--root` (where
   /// runc and crun keep `state.json` / `status`; `runc create` refuses an id whose
   /// directory exists). A stat, where `runc state` took 15 to 40 ms of every create.
@@ -92,6 +91,7 @@ struct Runc: Sendable {
     return stat(root + "/" + containerID, &info) == 0
   }
 
+  /// Whether runc knows the container (`runc state` succeeds).
   func exists() async throws(CrispError) -> Bool {
     try await run(["state", containerID], timeoutMs: 30_000).succeeded
   }
