@@ -24,16 +24,20 @@ PIP_PACKAGES := grpcio==1.85.3 grpcio-tools==1.85.1
 # Where `make deps` unpacks kubectl for the streaming tests (StreamingTests read CRISP_KUBECTL).
 KUBECTL_DIR  := /tmp/k8sclient
 
-.PHONY: all deps build release run test bench install uninstall generate format clean cni-config registries-config seccomp-profile
+.PHONY: all deps build release run test conformance bench install uninstall generate format clean cni-config registries-config seccomp-profile
 
 all: build
 
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+# Non-interactive, and an operator's own files (/etc/containers/registries.conf of
+# podman, CRI-O or skopeo) are kept: dpkg asks no conffile question.
+apt_install = missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $$missing; \
 	fi
+deps:
+	@$(call apt_install,$(APT_PACKAGES))
 	@python3 -c 'import grpc, grpc_tools' 2>/dev/null || python3 -m pip install --quiet --root-user-action=ignore $(PIP_PACKAGES)
 	@# A real SPDY client for the streaming tests: Debian's kubectl 1.20, unpacked, not installed
 	@# (a node's own kubectl stays untouched).
@@ -60,6 +64,20 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip 'EndToEndTests|ShimdTests'
 	$(SWIFT) test --skip-build --filter 'EndToEndTests|ShimdTests' --no-parallel
+
+# The Kubernetes CRI validation suite (critest, cri-tools v1.36.0, built offline from
+# $(SHARED_DIR)/cri-tools) against crisp started through deploy/crisp-run from the debug
+# build `make test` made, with images built by umoci and served by a registry on
+# 127.0.0.1 (Tests/Conformance/critest.sh). crictl from the same build is left at
+# .build/cri-tools/crictl; a node's own crictl is never touched.
+# catatonit is the test images' pause, gcc the nonewprivs image's program.
+SHARED_DIR         ?= ../shared
+CRI_TOOLS_DIR      := .build/cri-tools
+CONFORMANCE_APT    := catatonit curl gcc libc6-dev python3-venv
+conformance: build
+	@$(call apt_install,$(CONFORMANCE_APT))
+	bash $(SHARED_DIR)/cri-tools/build.sh $(CRI_TOOLS_DIR)
+	bash Tests/Conformance/critest.sh $(DEBUG_DIR) $(CRI_TOOLS_DIR) $(SHARED_DIR) $(CRITEST_ARGS)
 
 # The peer (containerd, Debian's) is installed by crisp-bench itself when missing;
 # matplotlib draws the latency chart.

@@ -189,7 +189,10 @@ actor PodNetworks {
 
   static func runtimeConfig(_ request: PodNetworkSetup.Request) -> [String: Any] {
     var config: [String: Any] = [:]
-    config["portMappings"] = request.portMappings.map { mapping -> [String: Any] in
+    // kubelet sends a mapping for every declared containerPort; host port 0 means "no
+    // host port", and only mappings with one go to CNI (portmap refuses 0), as with
+    // containerd and CRI-O.
+    config["portMappings"] = request.portMappings.filter { $0.hostPort != 0 }.map { mapping -> [String: Any] in
       var entry: [String: Any] = [
         "hostPort": Int(mapping.hostPort), "containerPort": Int(mapping.containerPort),
         "protocol": mapping.protocol.lowercased(),

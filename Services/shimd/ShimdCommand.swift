@@ -261,9 +261,11 @@ func runShim(_ options: ShimOptions, logger: Logger) async -> Int32 {
       // Bound before anything is mounted or created: a second shim for the same
       // container stops here.
       server = try IPCServer(address: address, router: router, workers: 4, logger: logger)
-    } catch {
+    } catch  where error.isAddressInUse {
       throw CrispError(
         .alreadyExists, "another shim already serves container \(settings.id): cannot listen on \(address): \(error)")
+    } catch {
+      throw CrispError(.internal, "shimd cannot listen on \(address): \(error)")
     }
     shim.whenDeleted {
       // Let the worker send the reply, then go: the socket file goes with the server.

@@ -46,7 +46,7 @@ extension CrispConfig {
     var config = CrispConfig()
     var top = TableReader(table: table, prefix: "", file: file)
     try top.string("root", into: &config.root, check: absolutePath)
-    try top.string("run_root", into: &config.runRoot, check: absolutePath)
+    try top.string("run_root", into: &config.runRoot, check: runRootPath)
     try top.string("log_level", into: &config.logLevel, check: logLevelName)
     try top.bool("seccomp", into: &config.seccomp)
     try top.string("seccomp_action", into: &config.seccompAction) { value in
@@ -83,7 +83,9 @@ extension CrispConfig {
       try frontd.int("stream_token_ttl_ms", into: &config.frontd.streamTokenTTLMs, range: 1_000...3_600_000)
       try frontd.int("max_stream_sessions", into: &config.frontd.maxStreamSessions, range: 1...100_000)
       try frontd.int("metrics_port", into: &config.frontd.metricsPort, range: 0...65535)
-      try frontd.string("metrics_address", into: &config.frontd.metricsAddress) { $0.isEmpty ? "must not be empty" : nil }
+      try frontd.string("metrics_address", into: &config.frontd.metricsAddress) {
+        $0.isEmpty ? "must not be empty" : nil
+      }
       if config.frontd.streamTLSCert.isEmpty != config.frontd.streamTLSKey.isEmpty {
         throw frontd.fail("stream_tls_key", "stream_tls_cert and stream_tls_key go together")
       }
@@ -91,6 +93,7 @@ extension CrispConfig {
         ["cgroupfs", "systemd"].contains(value) ? nil : "must be \"cgroupfs\" or \"systemd\", got \"\(value)\""
       }
       try frontd.string("seccomp_profile", into: &config.frontd.seccompProfile, check: absolutePath)
+      try frontd.bool("seccomp_use_default_when_empty", into: &config.frontd.seccompUseDefaultWhenEmpty)
       try frontd.string("default_log_dir", into: &config.frontd.defaultLogDir, check: absolutePath)
       try frontd.string("log_level", into: &config.frontd.logLevel, check: optionalLogLevelName)
       try frontd.finish()
@@ -147,6 +150,20 @@ extension CrispConfig {
 }
 
 // Value checks: each returns the reason a value is refused, or nil.
+/// The longest socket path under run_root, each container's shim's, must fit in a Unix
+/// socket address (108 bytes with the NUL); a longer one fails only at the first
+/// container, with an error from NNG that names no length.
+private func runRootPath(_ value: String) -> String? {
+  if let notAbsolute = absolutePath(value) { return notAbsolute }
+  let longest = CrispPaths(root: "/", runRoot: value).shimSocket(containerID: String(repeating: "0", count: 64))
+  let room = 107 - (longest.utf8.count - value.utf8.count)
+  guard value.utf8.count <= room else {
+    return "is \(value.utf8.count) bytes long, at most \(room): each container's shim listens on "
+      + "<run_root>/shims/<64-hex id>.ipc, and a Unix socket path has 107 bytes"
+  }
+  return nil
+}
+
 private func absolutePath(_ value: String) -> String? {
   value.hasPrefix("/") ? nil : "must be an absolute path, got \"\(value)\""
 }

@@ -75,6 +75,9 @@ extension CrispConfig {
       cgroup_driver = \(quote(frontd.cgroupDriver))
       # The RuntimeDefault seccomp profile (containers' seccomp.json format).
       seccomp_profile = \(quote(frontd.seccompProfile))
+      # A container whose request names no seccomp profile gets seccomp_profile (true, as
+      # CRI-O) or runs unconfined (false, as containerd).
+      seccomp_use_default_when_empty = \(frontd.seccompUseDefaultWhenEmpty)
       # Container logs when the pod names no log directory (<dir>/<pod>/<container>.log).
       default_log_dir = \(quote(frontd.defaultLogDir))
       log_level = \(quote(frontd.logLevel))

@@ -85,6 +85,10 @@ public struct CrispConfig: Sendable, Equatable {
     public var cgroupDriver = "cgroupfs"
     /// The RuntimeDefault seccomp profile (containers' seccomp.json format).
     public var seccompProfile = "/etc/crisp/seccomp.json"
+    /// A container whose request names no seccomp profile gets `seccomp_profile` (true,
+    /// CRI-O's default) or runs unconfined (false, containerd's behaviour, which critest
+    /// expects). CRI-O's option of the same name.
+    public var seccompUseDefaultWhenEmpty = true
     /// Where container logs go when the pod names no log directory.
     public var defaultLogDir = "/var/log/crisp/pods"
     /// Overrides the top-level log_level for this daemon when not empty.

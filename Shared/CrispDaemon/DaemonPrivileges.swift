@@ -55,7 +55,10 @@ public enum DaemonPrivileges {
     setenv("CRISP_KEEP_CAPS", keep.map { String($0.value) }.sorted().joined(separator: ","), 1)
     setenv("CRISP_CAPS_REEXEC", "1", 1)
     let arguments = CommandLine.arguments
-    _ = withCMutableStrings(arguments) { argv in execv("/proc/self/exe", argv) }
+    // The resolved path, not /proc/self/exe: the kernel names a process after the file
+    // it executes, and `ps`, `pgrep cri-frontd` and `pidof netd` would show "exe".
+    let executable = ProcessControl.executable.flatMap { $0.replaced ? nil : $0.path } ?? "/proc/self/exe"
+    _ = withCMutableStrings(arguments) { argv in execv(executable, argv) }
     throw CrispError(.internal, "cannot re-execute to drop capabilities: \(String(cString: strerror(errno)))")
   }
 

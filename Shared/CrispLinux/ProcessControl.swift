@@ -31,6 +31,25 @@ public enum ProcessControl {
     return (fds[0], fds[1])
   }
 
+  /// The absolute path of this process's executable, whatever the working directory and
+  /// argv[0] were (`make run` starts the daemons as `.build/release/...`), and whether
+  /// the file has been replaced or removed since it was executed (an upgrade).
+  public static var executable: (path: String, replaced: Bool)? {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    guard count > 0 else { return nil }
+    let link = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    guard link.hasPrefix("/") else { return nil }
+    let deleted = " (deleted)"
+    return link.hasSuffix(deleted) ? (String(link.dropLast(deleted.count)), true) : (link, false)
+  }
+
+  /// The directory of this process's executable: where its sibling executables are, also
+  /// after an upgrade replaced them all.
+  public static var executableDirectory: String? {
+    executable.map { String($0.path[..<$0.path.lastIndex(of: "/")!]) }.map { $0.isEmpty ? "/" : $0 }
+  }
+
   static func lastError(_ call: String) -> CrispError {
     CrispError(.internal, "\(call): \(String(cString: strerror(errno)))")
   }

@@ -17,6 +17,7 @@ import Testing
     config.netd.cniPluginDirs = ["/a", "/b\\c"]
     config.frontd.listen = "/tmp/x.sock"
     config.frontd.runtimeHandlers = ["crun": "/usr/bin/crun", "kata-qemu": "/opt/kata/bin/kata-runtime"]
+    config.frontd.seccompUseDefaultWhenEmpty = false
     #expect(try CrispConfig.parse(config.renderTOML()) == config)
     #expect(config.frontd.runtimePath(handler: "") == "/usr/sbin/runc")
     #expect(config.frontd.runtimePath(handler: "kata-qemu") == "/opt/kata/bin/kata-runtime")
@@ -34,11 +35,15 @@ import Testing
       run_root = "/rr"
       [ipc]
       request_timeout_ms = 10
+      [frontd]
+      seccomp_use_default_when_empty = false
       [netd]
       cni_config_dir = "/cni"
       cni_plugin_dirs = ["/p1"]
       log_level = "debug"
       """)
+    #expect(!config.frontd.seccompUseDefaultWhenEmpty)
+    #expect(CrispConfig().frontd.seccompUseDefaultWhenEmpty, "the secure default, as CRI-O's")
     #expect(config.root == "/r")
     #expect(config.paths.criSocket == "/rr/crisp.sock")
     #expect(config.ipc.requestTimeoutMs == 10)
@@ -63,6 +68,7 @@ import Testing
     Bad(toml: "[ipc]\nrequest_timeout_ms = \"5s\"", key: "ipc.request_timeout_ms", reason: "expected an integer"),
     Bad(toml: "[ipc]\nserver_workers = 0", key: "ipc.server_workers", reason: "out of range"),
     Bad(toml: "root = \"relative/path\"", key: "root", reason: "absolute path"),
+    Bad(toml: "run_root = \"/tmp/crisp-conformance.nApThM/run\"", key: "run_root", reason: "at most 32"),
     Bad(toml: "log_level = \"loud\"", key: "log_level", reason: "unknown log level"),
     Bad(toml: "[netd]\ncni_plugin_dirs = [\"/ok\", 7]", key: "netd.cni_plugin_dirs", reason: "element 1"),
     Bad(toml: "ipc = 5", key: "ipc", reason: "expected a table"),

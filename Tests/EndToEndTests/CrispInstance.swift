@@ -20,6 +20,8 @@ final class CrispInstance: @unchecked Sendable {
   let paths: CrispPaths
   let cniDir: String
   private var processes: [Daemon: Process] = [:]
+  /// `deploy/crisp-run`'s pid, when the daemons were started through it (`startThroughCrispRun`).
+  private var runner: pid_t?
   /// The bridge network of `writeBridgeCNIConfig`, deleted by `destroy`.
   private var network: TestBridge?
   private var logs: [Daemon: String] = [:]
@@ -128,6 +130,51 @@ final class CrispInstance: @unchecked Sendable {
     }
   }
 
+  /// Starts the daemons exactly as `make run` does: `deploy/crisp-run` from the checkout,
+  /// given the binary directory as a relative path, with this instance's configuration.
+  func startThroughCrispRun() async throws {
+    let binDir = URL(fileURLWithPath: binaryPath("cri-frontd")).deletingLastPathComponent().path
+    var checkout = binDir
+    while !FileManager.default.fileExists(atPath: checkout + "/deploy/crisp-run") {
+      guard let slash = checkout.lastIndex(of: "/"), slash != checkout.startIndex else {
+        throw CrispRunNotFound(binDir: binDir)
+      }
+      checkout = String(checkout[..<slash])
+    }
+    let relativeBinDir = String(binDir.dropFirst(checkout.count + 1))
+    let logPath = dir + "/crisp-run.log"
+    // posix_spawn, not Foundation's Process: its waitUntilExit was seen spinning forever
+    // on a crisp-run that had exited (a zombie it never reaped).
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // env --chdir: in the checkout, as `make run` runs it.
+    let arguments = ["/usr/bin/env", "--chdir=" + checkout, "deploy/crisp-run", relativeBinDir, configPath]
+    var pid: pid_t = 0
+    let status = withCStrings(arguments) { argv in posix_spawn(&pid, arguments[0], &actions, nil, argv, environ) }
+    guard status == 0 else { throw POSIXError(POSIXErrorCode(rawValue: status) ?? .EIO) }
+    lock.withLock { runner = pid }
+    try await waitForCRI()
+  }
+
+  struct CrispRunNotFound: Error { var binDir: String }
+
+  /// The daemons `deploy/crisp-run` started: its children, by executable name.
+  func crispRunChildren() -> [String: Int32] {
+    guard let runner = lock.withLock({ runner }) else { return [:] }
+    var children: [String: Int32] = [:]
+    for pid in processIDs(where: { _ in true }) {
+      let stat = readWholeFile("/proc/\(pid)/stat")
+      guard let close = stat.lastIndex(of: ")") else { continue }
+      let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+      guard fields.count > 1, Int32(fields[1]) == runner else { continue }
+      children[readWholeFile("/proc/\(pid)/comm").trimmingCharacters(in: .whitespacesAndNewlines)] = pid
+    }
+    return children
+  }
+
   func pid(_ daemon: Daemon) -> Int32? { lock.withLock { processes[daemon]?.processIdentifier } }
 
   /// Sends a signal and waits (with a deadline) until the process is gone.
@@ -146,7 +193,7 @@ final class CrispInstance: @unchecked Sendable {
   /// Stops every daemon (SIGKILL after a grace period) and removes the directory.
   func destroy() async {
     // Pods a failed test left: removing them runs CNI DEL and unmounts their files.
-    if lock.withLock({ processes[.frontd] != nil }) {
+    if lock.withLock({ processes[.frontd] != nil || runner != nil }) {
       if let pods = try? await withRuntime({ try await $0.listPodSandbox(.init()) }) {
         for pod in pods.items {
           var request = Runtime_V1_RemovePodSandboxRequest()
@@ -154,6 +201,15 @@ final class CrispInstance: @unchecked Sendable {
           _ = try? await withRuntime { try await $0.removePodSandbox(request) }
         }
       }
+    }
+    if let runner = lock.withLock({ runner }) {
+      // crisp-run stops its daemons on SIGTERM; any it could not stop are killed.
+      let daemons = crispRunChildren()
+      kill(runner, SIGTERM)
+      var status: Int32 = 0
+      try? await waitUntil("crisp-run exits", timeout: .seconds(15)) { waitpid(runner, &status, WNOHANG) == runner }
+      if kill(runner, SIGKILL) == 0 { waitpid(runner, &status, 0) }
+      for pid in daemons.values { kill(pid, SIGKILL) }
     }
     let running = lock.withLock { processes }
     for (daemon, _) in running {
@@ -231,4 +287,11 @@ func withCrisp(
     throw error
   }
   await crisp.destroy()
+}
+
+/// `body` with a NULL-terminated argv of C strings.
+private func withCStrings<R>(_ strings: [String], _ body: ([UnsafeMutablePointer<CChar>?]) -> R) -> R {
+  let pointers = strings.map { strdup($0) } + [nil]
+  defer { pointers.forEach { free($0) } }
+  return body(pointers)
 }

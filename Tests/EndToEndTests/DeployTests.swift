@@ -62,3 +62,28 @@ extension DeployTests {
     }
   }
 }
+
+extension DeployTests {
+  /// `make run` runs `deploy/crisp-run .build/release CONFIG` from the checkout: a relative
+  /// binary directory, from which frontd finds crisp-pause, shimd and crisp-launcher. A
+  /// pod that shares one PID namespace (the CRI default) binds crisp-pause into itself.
+  @Test func crispStartedAsMakeRunDoesRunsPodsAndShowsEachDaemonByName() async throws {
+    try await withCrisp { crisp in
+      try crisp.writeFrontdConfig("seccomp_profile = \"\(Self.deployDir)/seccomp/default.json\"")
+      try crisp.writeBridgeCNIConfig()
+      try await crisp.startThroughCrispRun()
+
+      // After their capability re-exec, ps, pgrep and pidof find each daemon by name.
+      let children = crisp.crispRunChildren()
+      for daemon in CrispInstance.Daemon.allCases {
+        #expect(children[daemon.rawValue] != nil, "\(daemon.rawValue) among crisp-run's children: \(children)")
+      }
+
+      var config = PodSandboxTests.podConfig(name: "shared-pid")
+      config.linux.securityContext.namespaceOptions.pid = .pod
+      let id = try await crisp.runPod(config)
+      #expect(try await crisp.podStatus(id).status.state == .sandboxReady)
+      try await crisp.removePod(id)
+    }
+  }
+}

@@ -212,13 +212,20 @@ import Testing
     }
   }
 
+  /// kubelet sends a mapping for every declared containerPort, with host port 0 where the
+  /// pod asks for none: that one must not fail the pod (portmap refuses port 0).
   @Test func aPortMappingReachesThePodFromTheHostLoopback() async throws {
     try await withNetd { netd in
       try netd.writeBridgeConfig(portmap: true)
       try await netd.start()
       let id = NetdInstance.podID()
       let hostPort = Int.random(in: 20000..<30000)
-      let pod = try await netd.setup(id, ports: [PortMapping(containerPort: 8080, hostPort: Int32(hostPort))])
+      let pod = try await netd.setup(
+        id,
+        ports: [
+          PortMapping(containerPort: 80, hostPort: 0),
+          PortMapping(containerPort: 8080, hostPort: Int32(hostPort)),
+        ])
       let server = try PodProcess(netns: pod.namespaces.network, python: pythonListener(port: 8080, greeting: "mapped"))
       defer { server.stop() }
       #expect(server.readLine() == "ready")

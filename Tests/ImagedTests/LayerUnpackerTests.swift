@@ -744,10 +744,11 @@ private func deviceNumbers(_ device: dev_t) -> (major: UInt32, minor: UInt32) {
       expectArchiveError(Array(zstd.prefix(zstd.count - 10)), "zstd cut short")
       let plain = try makeLayer(entries)
       expectArchiveError(Array(plain.prefix(plain.count / 2 + 100)), "tar cut inside an entry")
-      // Cut at a block boundary right after an entry: only the missing end blocks tell.
+      // Cut at a block boundary right after an entry: an archive whose writer left out
+      // the end blocks (as umoci does), read as Go's archive/tar reads it.
       var blocks = plain
       while blocks.count >= 512 && blocks.suffix(512).allSatisfy({ $0 == 0 }) { blocks.removeLast(512) }
-      expectArchiveError(blocks, "tar without end-of-archive blocks")
+      #expect(throws: Never.self, "tar without end-of-archive blocks") { try scratch.unpack(blocks) }
       expectArchiveError(gzip + [0x00], "gzip followed by a zero byte")
       expectArchiveError(gzip + Array("trailing".utf8), "gzip followed by garbage")
       expectArchiveError(zstd + Array("trailing".utf8), "zstd followed by garbage")

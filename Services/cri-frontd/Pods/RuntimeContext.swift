@@ -1,6 +1,7 @@
 import CrispConfig
 import CrispCore
 import CrispIPC
+import CrispLinux
 import Foundation
 import Logging
 
@@ -39,11 +40,10 @@ final class RuntimeContext: Sendable {
     return besideFrontd("shimd")
   }
 
-  /// An executable installed beside this cri-frontd.
+  /// An executable installed beside this cri-frontd, by absolute path: it is bound
+  /// into pods and handed to runc, whose working directory is not frontd's.
   static func besideFrontd(_ name: String) -> String {
-    let me = CommandLine.arguments[0]
-    let dir = me.contains("/") ? String(me[..<me.lastIndex(of: "/")!]) : "/usr/local/bin"
-    return dir + "/" + name
+    (ProcessControl.executableDirectory ?? "/usr/local/bin") + "/" + name
   }
 
   /// What crisp-launcher may run: shimd, every runtime handler's binary, and umount

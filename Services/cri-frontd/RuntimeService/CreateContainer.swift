@@ -122,7 +122,9 @@ extension RuntimeService {
       cgroupDriver: runtime.config.frontd.cgroupDriver == "systemd" ? .systemd : .cgroupfs,
       cgroup: CgroupFeatures.detect(),
       grantableCapabilities: permitted.map { KnownCapabilities.names(inMask: $0) },
-      defaultSeccompProfile: profile, kernelVersion: KernelVersion(Self.kernelRelease()),
+      defaultSeccompProfile: profile,
+      seccompDefaultWhenUnset: runtime.config.frontd.seccompUseDefaultWhenEmpty,
+      kernelVersion: KernelVersion(Self.kernelRelease()),
       minimumOOMScoreAdj: ownOOM)
   }
 

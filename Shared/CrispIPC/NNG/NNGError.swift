@@ -13,6 +13,7 @@ public struct NNGError: Error, Sendable, Equatable, CustomStringConvertible {
   public var isTimeout: Bool { code == Int32(NNG_ETIMEDOUT.rawValue) }
   public var isClosed: Bool { code == Int32(NNG_ECLOSED.rawValue) }
   public var isCanceled: Bool { code == Int32(NNG_ECANCELED.rawValue) }
+  public var isAddressInUse: Bool { code == Int32(NNG_EADDRINUSE.rawValue) }
 
   public var description: String {
     "\(operation): \(String(cString: nng_strerror(code)))"

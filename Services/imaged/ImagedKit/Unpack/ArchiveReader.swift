@@ -11,8 +11,10 @@ final class ArchiveReader {
   private let archive: OpaquePointer
   private let stream: LayerStream
   private var entry: OpaquePointer? = nil
-  /// Uncompressed bytes consumed when the last entry's data (and padding) was done with.
-  private var endOfLastEntry: Int64 = 0
+  /// The stream ended in the padding after the last entry's data.
+  private var endedAfterLastEntry = false
+  /// How much of the current entry's data has been read (by every `readData` call).
+  private var receivedOfEntry: Int64 = 0
 
   init(fd: Int32) throws(UnpackError) {
     stream = try LayerStream(fd: fd)
@@ -42,28 +44,33 @@ final class ArchiveReader {
   /// the next call. A warning (a name that is not valid UTF-8 in a pax header, a malformed
   /// pax record, a damaged header libarchive would skip...) is an error: the layer is
   /// hostile until proven otherwise.
+  ///
+  /// The archive may end right after an entry's data, with or without its padding and
+  /// the two zero blocks: umoci writes such layers, and Go's archive/tar (containerd,
+  /// CRI-O) reads them as ending cleanly. An entry whose data is cut short is refused; a
+  /// download cut at an entry's end is caught by the blob's digest and the diff_id.
   func next() throws(UnpackError) -> OpaquePointer? {
     if entry != nil {
-      // Whatever of the last entry's data (and its padding) is left, so that the position
-      // below is where its data ended.
-      guard archive_read_data_skip(archive) == ARCHIVE_OK else { throw .archive(errorMessage) }
+      // Whatever of the last entry's data is left is read (not skipped), so that its end
+      // is told apart from a cut in its data.
+      try readData(entryName: currentName) { _, _ in }
     }
-    endOfLastEntry = archive_filter_bytes(archive, 0)
+    if endedAfterLastEntry { return nil }
+    receivedOfEntry = 0
     let status = archive_read_next_header(archive, &entry)
     switch status {
     case ARCHIVE_OK:
       return entry
     case ARCHIVE_EOF:
-      // libarchive accepts a stream that ends right after an entry without the zero
-      // blocks that end a tar archive ("some writers omit them"): that is also exactly
-      // what a plain tar cut at a block boundary looks like, so it is refused.
-      guard archive_filter_bytes(archive, 0) >= endOfLastEntry + 512 else {
-        throw .archive("the stream ends without tar's end-of-archive blocks (truncated?)")
-      }
+      entry = nil
       return nil
     default:
       throw .archive(errorMessage)
     }
+  }
+
+  private var currentName: String {
+    entry.flatMap { archive_entry_pathname($0) }.map { String(cString: $0) } ?? "?"
   }
 
   /// Hands each block of the current entry's data to `body` (offset in the file, bytes);
@@ -72,16 +79,25 @@ final class ArchiveReader {
     entryName: @autoclosure () -> String,
     _ body: (Int64, UnsafeRawBufferPointer) throws(UnpackError) -> Void
   ) throws(UnpackError) {
+    guard let entry else { return }
+    let size = archive_entry_size_is_set(entry) != 0 ? Int64(archive_entry_size(entry)) : 0
     var block: UnsafeRawPointer? = nil
-    var size = 0
+    var count = 0
     var offset: la_int64_t = 0
     while true {
-      let status = archive_read_data_block(archive, &block, &size, &offset)
+      let status = archive_read_data_block(archive, &block, &count, &offset)
       if status == ARCHIVE_EOF { return }
       guard status == ARCHIVE_OK else {
+        // libarchive consumes an entry's padding after its last data block; a stream
+        // that ends there ends the archive (ARCHIVE_ERRNO_MISC: its "Truncated input").
+        if receivedOfEntry >= size, archive_errno(archive) == -1, stream.atEnd {
+          endedAfterLastEntry = true
+          return
+        }
         throw .archive("\(errorMessage) (in entry '\(entryName())')")
       }
-      if size > 0 { try body(Int64(offset), UnsafeRawBufferPointer(start: block, count: size)) }
+      if count > 0 { try body(Int64(offset), UnsafeRawBufferPointer(start: block, count: count)) }
+      receivedOfEntry = max(receivedOfEntry, Int64(offset) + Int64(count))
     }
   }
 
@@ -193,8 +209,17 @@ final class LayerStream {
     input.deallocate()
   }
 
+  /// The uncompressed stream has ended (`next` gave an empty block).
+  private(set) var atEnd = false
+
   /// The next uncompressed block; empty at the end of the stream.
   func next() throws(StreamError) -> UnsafeRawBufferPointer {
+    let block = try produce()
+    if block.isEmpty { atEnd = true }
+    return block
+  }
+
+  private func produce() throws(StreamError) -> UnsafeRawBufferPointer {
     if gzip != nil { return try nextGzip() }
     guard let decompressor else { return UnsafeRawBufferPointer(start: nil, count: 0) }
     var block: UnsafeRawPointer? = nil

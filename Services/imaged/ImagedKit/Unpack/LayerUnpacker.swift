@@ -9,8 +9,10 @@ import CArchive
 /// treated as hostile:
 ///
 /// - The stream must be whole: gzip members are checked against their CRC and length
-///   (zlib), zstd frames by libarchive, and the tar must end with its end-of-archive
-///   blocks; bytes after the compressed stream are an error (`LayerStream`).
+///   (zlib), zstd frames by libarchive, and no entry's data may be cut short; the tar may
+///   end right after an entry, without padding or end-of-archive blocks, as umoci's do and
+///   as Go's archive/tar reads them. Bytes after the compressed stream are an error
+///   (`LayerStream`).
 /// - Names are normalised as tar does (leading `/` and `./`, empty and `.` components
 ///   dropped, `..` applied lexically); a `..` that climbs above the layer root is refused.
 /// - Every path is walked with `openat(O_NOFOLLOW)` from a descriptor of the layer root.

@@ -19,8 +19,8 @@ public struct UnpackStats: Sendable, Equatable {
 /// printable text (`TarPath.display`): control characters are escaped and very long
 /// names shortened, so the name can go into a log line as it is.
 public enum UnpackError: Error, Sendable, Equatable, CustomStringConvertible {
-  /// Not a tar stream (plain, gzip or zstd), or corrupt, or truncated (including a
-  /// stream that ends without tar's end-of-archive blocks), or a read error on the fd.
+  /// Not a tar stream (plain, gzip or zstd), or corrupt, or truncated (an entry's data
+  /// cut short), or a read error on the fd.
   case archive(String)
   /// The entry's path climbs above the layer root with `..`.
   case pathEscapes(entry: String)
