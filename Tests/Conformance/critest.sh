@@ -42,13 +42,13 @@ cleanup() {
     for _ in $(seq 1 150); do kill -0 "$runner_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$runner_pid" 2>/dev/null
   fi
+  [ -n "$registry_pid" ] && kill -TERM "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   # Whatever still names this run's directory (daemons, shims, containers) is killed.
   for pid in $(pgrep -f -- "$work"); do kill -KILL "$pid" 2>/dev/null; done
   for dir in "$run_root"/runc "$run_root"/runtimes/*; do
     [ -d "$dir" ] || continue
     for id in $(runc --root "$dir" list -q 2>/dev/null); do runc --root "$dir" delete --force "$id" >/dev/null 2>&1; done
   done
-  [ -n "$registry_pid" ] && kill -TERM "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r mount; do umount -l "$mount"; done
   ip link del "$bridge" 2>/dev/null
   iptables-save -t nat | grep -q "$subnet" && echo "conformance: note: NAT rules for $subnet are left to CNI's DEL" >&2
