@@ -21,6 +21,9 @@ public enum IPCProtocol {
   public static let version = 1
   /// Bytes beyond this are refused before decoding: no message crisp sends comes close.
   public static let maxMessageBytes = 4 << 20
+  /// Replies may be larger (a list of every image or container of a busy node), but
+  /// bounded all the same: a reply beyond it becomes an error reply.
+  public static let maxReplyBytes = 64 << 20
 }
 
 struct RequestHeader: Decodable {

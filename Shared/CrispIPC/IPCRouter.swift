@@ -82,6 +82,14 @@ public struct IPCRouter: Sendable {
       return WireCodec.errorReply(
         CrispError(.unimplemented, "unknown method '\(method)' (known: \(methods.joined(separator: ", ")))"))
     }
-    return await handler(bytes, header.trace)
+    let reply = await handler(bytes, header.trace)
+    guard reply.count <= IPCProtocol.maxReplyBytes else {
+      return WireCodec.errorReply(
+        CrispError(
+          .resourceExhausted,
+          "the reply to '\(method)' has \(reply.count) bytes, more than the \(IPCProtocol.maxReplyBytes) a peer accepts"
+        ))
+    }
+    return reply
   }
 }

@@ -1,4 +1,5 @@
 import CrispCore
+import Foundation
 import GRDB
 
 /// A SQLite database in WAL mode with its schema migrations, and reads and writes
@@ -9,6 +10,18 @@ public final class SQLiteDatabase: Sendable {
 
   /// Opens (creating if needed) and migrates; `migrations` run in order, each once.
   public init(path: String, migrations: [(name: String, sql: String)]) throws(CrispError) {
+    // Root-only, like everything under root: pods' annotations and containers' specs
+    // are in it. SQLite gives the -wal and -shm files the database file's mode.
+    // (An older crisp left them 0644: they are made 0600 too.)
+    for file in [path, path + "-wal", path + "-shm"] {
+      let fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (file == path ? O_CREAT : 0), 0o600)
+      if fd >= 0 {
+        fchmod(fd, 0o600)
+        close(fd)
+      } else if file == path {
+        throw CrispError(.internal, "cannot create the database \(path): \(String(cString: strerror(errno)))")
+      }
+    }
     do {
       var configuration = Configuration()
       configuration.busyMode = .timeout(5)

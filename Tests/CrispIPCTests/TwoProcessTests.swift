@@ -37,6 +37,36 @@ import Testing
   }
 }
 
+/// A peer that sends more than crisp accepts: NNG must drop it before reading it all into
+/// the daemon's memory, and the daemon goes on answering others.
+@Suite struct OversizedMessageTests {
+  @Test func aRequestOverTheLimitIsDroppedByTheTransportAndTheDaemonGoesOn() async throws {
+    let dir = try makeTemporaryDirectory(prefix: "crisp-big")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let config = dir + "/crisp.toml"
+    try "root = \"\(dir)/root\"\nrun_root = \"\(dir)/run\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+    let imaged = try startBinary("imaged", ["--config", config])
+    defer { imaged.killIfRunning() }
+    let client = try IPCClient(peer: "imaged", address: "ipc://\(dir)/run/imaged.ipc", defaultTimeoutMs: 10_000)
+    defer { client.close() }
+    _ = try await client.call(Health.self)
+
+    func peakMemoryKiB() -> Int {
+      let status = readWholeFile("/proc/\(imaged.processIdentifier)/status")
+      let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+      return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+    let before = peakMemoryKiB()
+    let huge = [UInt8](repeating: UInt8(ascii: " "), count: 20 << 20)
+    await #expect(throws: (any Error).self, "no reply to a 20 MiB request") {
+      _ = try await client.roundTrip(huge, method: "raw", timeoutMs: 3_000)
+    }
+    let grown = peakMemoryKiB() - before
+    #expect(grown < 8 << 10, "imaged's peak memory grew by \(grown) KiB for a message it refuses")
+    #expect(try await client.call(Health.self).daemon == "imaged")
+  }
+}
+
 /// A daemon told to stop (SIGTERM) while it answers calls: NNG 1.5 aborts the process
 /// ("pthread_mutex_lock: Invalid argument" in nng_ctx_send) if the socket is closed
 /// under a context that is sending a reply; imaged once exited with SIGABRT so in a test.

@@ -17,7 +17,8 @@ struct ContainerBundle {
   /// `rootfs` nil: no image; `rootfs/` is made an empty directory (a pod's infra process).
   func write(spec: [UInt8], rootfs: RootfsMount?) throws(CrispError) {
     do {
-      try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+      try FileManager.default.createDirectory(
+        atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
       try Data(spec).write(to: URL(fileURLWithPath: directory + "/config.json"), options: .atomic)
       if let rootfs {
         try JSONEncoder().encode(rootfs).write(to: URL(fileURLWithPath: directory + "/rootfs.json"), options: .atomic)

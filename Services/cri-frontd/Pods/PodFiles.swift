@@ -15,7 +15,7 @@ enum PodFiles {
     directory: String, config: Runtime_V1_PodSandboxConfig, hostname: String, ips: [String], hostNetwork: Bool,
     hostIPC: Bool
   ) throws(CrispError) {
-    try makeDirectories(directory, mode: 0o711)
+    try makePrivateDirectory(directory)
     try write(directory + "/resolv.conf", resolvConf(config))
     try write(directory + "/hostname", hostname + "\n")
     try write(directory + "/hosts", hosts(hostname: hostname, ips: ips, hostNetwork: hostNetwork))

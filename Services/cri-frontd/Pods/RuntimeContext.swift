@@ -26,8 +26,8 @@ final class RuntimeContext: Sendable {
     self.peers = peers
     self.logger = logger
     try makeDirectories(paths.root, mode: 0o711)
-    try makeDirectories(paths.runRoot + "/pods", mode: 0o711)
-    try makeDirectories(paths.containersDir, mode: 0o711)
+    try makePrivateDirectory(paths.runRoot + "/pods")
+    try makePrivateDirectory(paths.containersDir)
     store = try MetadataStore(path: paths.database)
     shims = ShimClients(paths: paths)
   }

@@ -34,7 +34,7 @@ struct ImagedCommand: AsyncParsableCommand {
     // After the capability drop (a re-execution: the exporter's threads come after it).
     let tracing = try CrispTracing.start(config.tracing, daemon: .imaged, logger: logger)
     let paths = config.paths
-    try makeDirectories(paths.imagesDir, mode: 0o700)
+    try makePrivateDirectory(paths.imagesDir)
 
     let registries = try loadOrExit(logger) { () throws(RegistriesConfigError) in
       try RegistriesConfig.load(path: config.imaged.registriesConf)

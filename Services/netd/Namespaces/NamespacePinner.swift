@@ -42,9 +42,10 @@ struct NamespacePinner: Sendable {
     guard !kinds.isEmpty else { return namespaces }
     // Whatever an earlier, interrupted attempt left: never stack a second pin on it.
     unpin(podID)
-    try makeDirectories(directory, mode: 0o711)
+    try makePrivateDirectory(directory)
     let dir = podDirectory(podID)
-    if mkdir(dir, 0o711) != 0 && errno != EEXIST {
+    // Root-only: the pod's shared memory (a 1777 tmpfs) is in it.
+    if mkdir(dir, 0o700) != 0 && errno != EEXIST {
       throw CrispError(.internal, "cannot create \(dir): \(String(cString: strerror(errno)))")
     }
     let files = [namespaces.network, namespaces.ipc, namespaces.uts].filter { !$0.isEmpty }

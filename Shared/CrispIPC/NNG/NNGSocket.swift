@@ -20,8 +20,24 @@ public struct NNGSocket: Sendable {
     case .pull: rv = nng_pull0_open(&socket)
     }
     try nngCheck(rv, "open \(kind) socket")
+    // NNG reads a message of any size into memory before crisp sees it: the transport
+    // drops (and disconnects) a peer sending more than crisp would accept anyway.
+    let header = 1024
+    let limit = kind == .req ? IPCProtocol.maxReplyBytes : IPCProtocol.maxMessageBytes
+    let set = nng_socket_set_size(socket, NNG_OPT_RECVMAXSZ, limit + header)
+    guard set == 0 else {
+      _ = nng_close(socket)
+      throw NNGError(set, "set the receive limit of a \(kind) socket")
+    }
     self.raw = socket
     self.kind = kind
+  }
+
+  /// The largest message this socket accepts from a peer (NNG_OPT_RECVMAXSZ).
+  public var receiveLimit: Int {
+    var size = 0
+    _ = nng_socket_get_size(raw, NNG_OPT_RECVMAXSZ, &size)
+    return size
   }
 
   /// Listens on an `ipc://` address whose socket file gets `mode` (0600: only root

@@ -1,0 +1,92 @@
+import CRIAPI
+import CrispCore
+import CrispTestSupport
+import Foundation
+import Testing
+
+/// What an unprivileged host user (`nobody`, through setpriv) can reach of a running pod
+/// whose root container planted a setuid copy of a shell, a device node and a secret in
+/// the pod's shared memory: nothing under `root` or `run_root` but the two directories
+/// themselves (containerd's CVE-2021-41103 is this class).
+@Suite struct HostIsolationTests {
+  static let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+
+  /// Runs a command as nobody: its status and output. Through sh: setpriv still holds
+  /// root's capabilities when it execs its command, so the kernel would resolve that
+  /// command's path with CAP_DAC_OVERRIDE.
+  static func asNobody(_ command: [String]) throws -> (status: Int32, output: String) {
+    try runProgram("/usr/bin/setpriv", nobody + ["/bin/sh", "-c", "exec \"$@\"", "sh"] + command, timeout: 20)
+  }
+
+  @Test func anUnprivilegedHostUserReachesNothingOfARunningPod() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      // On a node /var/lib and /run are open to every user: so is the test's directory.
+      chmod(crisp.dir, 0o755)
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let script =
+        "cp /bin/busybox /s && chmod 4755 /s && mknod /mem c 1 1 && chmod 666 /mem"
+        + " && echo secret > /dev/shm/secret && chmod 666 /dev/shm/secret && touch /ready && exec sleep 1000"
+      let id = try await crisp.createContainer(
+        podID: podID, name: "planter", image: image, command: ["sh", "-c", script]
+      ) {
+        $0.config.linux.securityContext.capabilities.addCapabilities = ["MKNOD"]
+      }
+      try await crisp.startContainer(id)
+      try await waitUntil("the container planted its files", timeout: .seconds(20)) {
+        (try? await crisp.execSync(id, ["test", "-e", "/ready"]).exitCode) == 0
+      }
+      let rootfs = crisp.paths.containersDir + "/\(id)/rootfs"
+      #expect(FileManager.default.fileExists(atPath: rootfs + "/s"), "the planted setuid file is at \(rootfs)/s")
+      let shm = crisp.paths.podSharedMemory(podID)
+
+      let setuid = try Self.asNobody([rootfs + "/s", "id"])
+      #expect(setuid.status != 0 && setuid.output.contains("Permission denied"), "\(setuid)")
+      let device = try Self.asNobody(["/usr/bin/head", "-c", "1", rootfs + "/mem"])
+      #expect(device.status != 0 && device.output.contains("Permission denied"), "\(device)")
+      let list = try Self.asNobody(["/usr/bin/ls", crisp.paths.containersDir])
+      #expect(list.status != 0, "\(list)")
+      let readShm = try Self.asNobody(["/usr/bin/cat", shm + "/secret"])
+      #expect(readShm.status != 0 && !readShm.output.contains("secret\n"), "\(readShm)")
+      let writeShm = try Self.asNobody(["/usr/bin/touch", shm + "/planted-by-nobody"])
+      #expect(writeShm.status != 0, "\(writeShm)")
+      for socket in [crisp.criSocket, crisp.paths.imagedSocket, crisp.paths.netdSocket, crisp.paths.frontdSocket] {
+        let connect = try Self.asNobody([
+          "/usr/bin/python3", "-c",
+          "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); print('connected')", socket,
+        ])
+        #expect(connect.status != 0 && !connect.output.contains("connected"), "\(socket): \(connect)")
+      }
+
+      let open = Self.pathsOpenToOthers(under: [crisp.paths.root, crisp.paths.runRoot])
+      #expect(open.isEmpty, "paths a non-root user can enter or read: \(open)")
+    }
+  }
+
+  /// Directories below the roots that a user who is neither root nor in root's group can
+  /// enter, and regular files such a user can read, when every directory above them lets
+  /// that user through. The roots themselves are 0711: their entries can be named, not
+  /// listed, and each of those must be closed in turn.
+  static func pathsOpenToOthers(under roots: [String]) -> [String] {
+    var open: [String] = []
+    func walk(_ directory: String, depth: Int) {
+      let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+      for name in entries {
+        let path = directory + "/" + name
+        var info = stat()
+        guard lstat(path, &info) == 0 else { continue }
+        let type = info.st_mode & S_IFMT
+        if type == S_IFDIR {
+          if info.st_mode & S_IXOTH != 0 {
+            open.append(path + String(format: " (%o)", info.st_mode & 0o7777))
+            walk(path, depth: depth + 1)
+          }
+        } else if type == S_IFREG && info.st_mode & S_IROTH != 0 {
+          open.append(path + String(format: " (%o)", info.st_mode & 0o7777))
+        }
+      }
+    }
+    for root in roots { walk(root, depth: 0) }
+    return open
+  }
+}
