@@ -2,6 +2,7 @@
 #include "CCrispSys.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -26,3 +27,10 @@ pid_t crisp_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 #define SYS_pidfd_open 434
 #endif
 int crisp_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+
+int crisp_open_in_root(int root_fd, const char *path, int flags, int no_symlinks) {
+  struct open_how how = {0};
+  how.flags = (unsigned long long)(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (no_symlinks ? RESOLVE_NO_SYMLINKS : 0);
+  return (int)syscall(SYS_openat2, root_fd, path, &how, sizeof how);
+}

@@ -2,6 +2,7 @@ import CRIAPI
 import CrispCore
 import CrispTestSupport
 import Foundation
+import GRPCCore
 import Testing
 
 /// What an unprivileged host user (`nobody`, through setpriv) can reach of a running pod
@@ -60,6 +61,43 @@ import Testing
 
       let open = Self.pathsOpenToOthers(under: [crisp.paths.root, crisp.paths.runRoot])
       #expect(open.isEmpty, "paths a non-root user can enter or read: \(open)")
+    }
+  }
+
+  /// An image whose `/etc` links to the host's and whose `/work` links to a directory of
+  /// the host's /tmp: the user name is looked up in the image (here: nowhere, a loop),
+  /// never in the host's /etc/passwd, and a working directory and a mount target below
+  /// `/work` land inside the container's root filesystem.
+  @Test func aHostileImagesLinksLeadNowhereOnTheHost() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/hostile:etc"
+      try await crisp.pull(image)
+      let refused = await #expect(throws: RPCError.self, "daemon is in the host's /etc/passwd only") {
+        try await crisp.createContainer(podID: podID, name: "user", image: image, command: ["true"], user: "daemon")
+      }
+      #expect(refused?.message.contains("daemon") == true, "\(String(describing: refused))")
+
+      let hostDirectory = try makeTemporaryDirectory(prefix: "crisp-volume")
+      defer { try? FileManager.default.removeItem(atPath: hostDirectory) }
+      let work = "\(registry.address)/crisp/hostile:work"
+      try await crisp.pull(work)
+      let id = try await crisp.createContainer(
+        podID: podID, name: "links", image: work, command: ["sh", "-c", "pwd > /cwd; exec sleep 1000"]
+      ) {
+        $0.config.workingDir = "/work/directory"
+        var volume = Runtime_V1_Mount()
+        volume.containerPath = "/work/volume"
+        volume.hostPath = hostDirectory
+        $0.config.mounts = [volume]
+      }
+      try await crisp.startContainer(id)
+      try await waitUntil("the container wrote its working directory", timeout: .seconds(20)) {
+        (try? await crisp.execSync(id, ["cat", "/cwd"]).exitCode) == 0
+      }
+      #expect(!FileManager.default.fileExists(atPath: "/tmp/crisp-hostile-work"), "created on the host")
+      let inside = try await crisp.execSync(id, ["ls", "/tmp/crisp-hostile-work"])
+      let listed = String(decoding: inside.stdout, as: UTF8.self)
+      #expect(listed.contains("directory") && listed.contains("volume"), "\(listed)")
     }
   }
 

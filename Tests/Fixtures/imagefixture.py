@@ -6,6 +6,7 @@ distribution API.
 Subcommands:
   registry-config  writes DIR/config.yml (plus TLS material, htpasswd, token signing key)
   token-server     serves a Docker token endpoint for a registry configured with --token
+  redirector       a logging front of a registry: proxies, redirects, serves blobs or challenges
   wait             polls GET /v2/ until the registry answers 200 or 401
   push-standard    builds and pushes the standard test image set; prints a JSON object
   push-bench       builds (cached) and pushes a big multi-layer image; prints a JSON object
@@ -326,6 +327,115 @@ def cmd_token_server(args):
             f.write(f"{port}\n")
         os.rename(tmp, args.port_file)
     log(f"token server at {scheme}://127.0.0.1:{port}/token")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+# ---------------------------------------------------------------------------------------
+# Redirector: a logging front for the registry security tests
+
+
+BLOB_PATH = re.compile(r"^/v2/.+/blobs/sha256:([0-9a-f]{64})$")
+
+
+def cmd_redirector(args):
+    """Records every request (method, Host, path, Authorization, a POST's body) to --log as
+    a JSON line, then answers it with the first of these that applies: a redirect
+    (--redirect-to, for blobs or for every path), a Bearer challenge naming itself
+    (--challenge), a blob from a registry's storage (--storage, no auth, as a CDN), or the
+    answer of --upstream (with --realm replacing the realm of its Bearer challenges)."""
+    lock = threading.Lock()
+    upstream = urllib.parse.urlsplit(args.upstream) if args.upstream else None
+    upstream_ctx = ssl.create_default_context(cafile=args.upstream_cafile) if args.upstream_cafile else None
+    scheme = "https" if args.tls else "http"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_):
+            pass
+
+        def record(self, body):
+            entry = {"method": self.command, "host": self.headers.get("Host"), "path": self.path,
+                     "authorization": self.headers.get("Authorization"),
+                     "body": body.decode(errors="replace") if body else None}
+            with lock, open(args.log, "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+        def reply(self, status, body=b"", headers=None):
+            self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def handle_any(self):
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length) if length else b""
+            self.record(body)
+            path = urllib.parse.urlsplit(self.path).path
+            blob = BLOB_PATH.match(path)
+            if args.redirect_to and (blob or args.redirect_all):
+                return self.reply(args.redirect_status, headers={"Location": args.redirect_to + self.path})
+            if args.challenge:
+                if path == "/token":
+                    return self.reply(200, canonical_json({"token": "from-the-wrong-host"}),
+                                      {"Content-Type": "application/json"})
+                realm = f"{scheme}://{self.headers.get('Host')}/token"
+                return self.reply(401, headers={
+                    "WWW-Authenticate": f'Bearer realm="{realm}",service="elsewhere",scope="repository:x:pull"'})
+            if args.storage:
+                if not blob:
+                    return self.reply(404)
+                hexdigest = blob.group(1)
+                data_path = os.path.join(args.storage, "docker/registry/v2/blobs/sha256", hexdigest[:2], hexdigest,
+                                         "data")
+                if not os.path.exists(data_path):
+                    return self.reply(404)
+                with open(data_path, "rb") as f:
+                    return self.reply(200, f.read(), {"Content-Type": "application/octet-stream"})
+            if upstream:
+                return self.forward(body)
+            self.reply(404)
+
+        def forward(self, body):
+            if upstream.scheme == "https":
+                conn = http.client.HTTPSConnection(upstream.hostname, upstream.port, timeout=60, context=upstream_ctx)
+            else:
+                conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items()
+                       if k.lower() in ("accept", "authorization", "content-type")}
+            conn.request(self.command, self.path, body=body or None, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+            conn.close()
+            out = {}
+            for k, v in response.getheaders():
+                if k.lower() in ("connection", "transfer-encoding", "content-length", "keep-alive"):
+                    continue
+                if k.lower() == "www-authenticate" and args.realm:
+                    v = re.sub(r'realm="[^"]*"', f'realm="{args.realm}"', v)
+                out[k] = v
+            self.reply(response.status, data, out)
+
+        do_GET = do_HEAD = do_POST = handle_any
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    if args.tls:
+        _, crt, key = ensure_tls(os.path.abspath(args.dir))
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    open(args.log, "a").close()
+    if args.port_file:
+        with open(args.port_file + ".tmp", "w") as f:
+            f.write(f"{server.server_address[1]}\n")
+        os.rename(args.port_file + ".tmp", args.port_file)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -866,6 +976,14 @@ def build_standard():
         out.append((f"crisp/evil:{name}", evil_image(name, build),
                     {"expectFailure": True, "escapePath": escape,
                      "failure": f"layer entry escapes the rootfs (must not touch {escape})"}))
+    # Links a hostile image uses to make the runtime touch the host: /etc (the runtime
+    # reads the image's /etc/passwd for a user name) and a directory under the host's /tmp
+    # (working directories and mount targets below it).
+    for tag, name, target in [("etc", "etc", "/etc"), ("work", "work", "/tmp/crisp-hostile-work")]:
+        hostile = TarBuilder()
+        hostile.symlink(name, target)
+        out.append((f"crisp/hostile:{tag}",
+                    Image([bb_gzip, make_layer(hostile.bytes())], cfg, comment="hostile " + tag), ok))
     out.append(("crisp/bad:digest", bad,
                 {"expectFailure": True, "failure": "layer blob does not match its digest", "escapePath": None,
                  "_tamper": (bad_layer, tampered)}))
@@ -1198,6 +1316,22 @@ def main():
     c.add_argument("--anonymous-pull", action="store_true", help="grant pull without credentials")
     c.add_argument("--verbose", action="store_true")
     c.set_defaults(func=cmd_token_server)
+
+    c = sub.add_parser("redirector", help="a logging front of a registry that can redirect, serve blobs or challenge")
+    c.add_argument("--port", type=int, default=0, help="0 picks a free port (see --port-file)")
+    c.add_argument("--port-file", help="where to write the port once listening")
+    c.add_argument("--log", required=True, help="every request as a JSON line: method, host, path, authorization, body")
+    c.add_argument("--tls", action="store_true", help="serve HTTPS with DIR's server certificate")
+    c.add_argument("--dir", help="with --tls: where the CA and server certificate are (made if missing)")
+    c.add_argument("--upstream", metavar="URL", help="forward requests to this registry or token server")
+    c.add_argument("--upstream-cafile", help="the CA to trust for an https --upstream")
+    c.add_argument("--realm", metavar="URL", help="replaces the realm in the upstream's WWW-Authenticate")
+    c.add_argument("--storage", help="serve blob GETs from this docker-registry storage directory")
+    c.add_argument("--redirect-to", metavar="URL", help="redirect blob GETs to URL + the request's path")
+    c.add_argument("--redirect-all", action="store_true", help="with --redirect-to: redirect every request")
+    c.add_argument("--redirect-status", type=int, default=307)
+    c.add_argument("--challenge", action="store_true", help="answer 401 with a Bearer challenge naming itself")
+    c.set_defaults(func=cmd_redirector)
 
     c = sub.add_parser("wait", help="wait until GET /v2/ answers 200 or 401")
     c.add_argument("--registry", required=True, metavar="HOST:PORT")

@@ -15,6 +15,10 @@ int crisp_capbset_read(int capability);
 int crisp_pipe2_cloexec(int fds[2]);
 pid_t crisp_gettid(void);
 int crisp_pidfd_open(pid_t pid);
+/// openat2(2) with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (and RESOLVE_NO_SYMLINKS when
+/// `no_symlinks`): `path` is resolved as if `root_fd` were `/`, so neither `..` nor a
+/// symlink can lead out of it, whatever an image put there.
+int crisp_open_in_root(int root_fd, const char *path, int flags, int no_symlinks);
 
 /// seccomp_rule_add with one comparison on one argument (the C call is variadic).
 int crisp_seccomp_rule_arg_eq(void *ctx, unsigned int action, int syscall, unsigned int arg, unsigned long long value);

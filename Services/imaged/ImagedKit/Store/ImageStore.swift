@@ -192,18 +192,10 @@ public final class ImageStore: Sendable {
       group: Self.imageFile("etc/group", lowers))
   }
 
-  /// A file of the image as the container will see it: from the top-most layer that
-  /// has it, and only a regular file (a symlink in a layer could point anywhere on the host).
+  /// A file of the image as the container will see it (`MergedLayers`), as text; empty
+  /// when there is none.
   static func imageFile(_ path: String, _ lowers: [String]) -> String {
-    for dir in lowers {
-      var st = stat()
-      guard lstat(dir + "/" + path, &st) == 0 else { continue }
-      guard (st.st_mode & S_IFMT) == S_IFREG, let bytes = FileSystem.readFile(dir + "/" + path, limit: 4 << 20) else {
-        return ""
-      }
-      return String(decoding: bytes, as: UTF8.self)
-    }
-    return ""
+    MergedLayers.readFile(path, lowers: lowers).map { String(decoding: $0, as: UTF8.self) } ?? ""
   }
 
   public func releaseSnapshot(containerID: String) throws(CrispError) {
