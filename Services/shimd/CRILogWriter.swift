@@ -47,8 +47,16 @@ final class CRILogWriter: Sendable {
     guard !path.isEmpty else { return }
     try makeDirectories(Files.parent(of: path), mode: 0o755)
     let existed = Files.exists(path)
-    let newFD = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+    // Never through a symlink, never a FIFO or a device: the path comes from a CRI client.
+    let newFD = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o640)
     guard newFD >= 0 else { throw CrispError(.internal, "cannot open the log file \(path): \(Files.errnoText())") }
+    var info = stat()
+    guard fstat(newFD, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+      close(newFD)
+      throw CrispError(.invalidArgument, "the log file \(path) is not a regular file")
+    }
+    // Writes block as for any regular file; O_NONBLOCK only kept the open from waiting.
+    _ = fcntl(newFD, F_SETFL, O_WRONLY | O_APPEND)
     if !existed { _ = fchmod(newFD, 0o640) }
     let old = fd.withLock { current -> Int32 in
       let old = current

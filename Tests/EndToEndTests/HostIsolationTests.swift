@@ -128,3 +128,50 @@ import Testing
     return open
   }
 }
+
+/// Paths and annotations from a hostile CRI client: each refused with InvalidArgument and
+/// a message naming the field, and nothing written where the client pointed.
+@Suite struct HostileRequestTests {
+  @Test func logPathsSeccompProfilesAndRuntimeAnnotationsFromAClientAreChecked() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let outside = try makeTemporaryDirectory(prefix: "crisp-outside")
+      defer { try? FileManager.default.removeItem(atPath: outside) }
+      let logs = crisp.dir + "/logs"
+      try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+      try FileManager.default.createSymbolicLink(atPath: logs + "/link", withDestinationPath: outside)
+      try FileManager.default.createSymbolicLink(atPath: logs + "/file-link.log", withDestinationPath: outside + "/f")
+
+      func refusal(_ name: String, _ change: @escaping (inout Runtime_V1_CreateContainerRequest) -> Void) async -> String {
+        let error = await #expect(throws: RPCError.self, "\(name)") {
+          try await crisp.createContainer(podID: podID, name: name, image: image, command: ["true"], configure: change)
+        }
+        #expect(error?.code == .invalidArgument, "\(name): \(String(describing: error))")
+        return error?.message ?? ""
+      }
+      #expect(await refusal("climb") { $0.config.logPath = "../../escape.log" }.contains("log_path"))
+      #expect(await refusal("absolute") { $0.config.logPath = outside + "/a.log" }.contains("log_path"))
+      #expect(await refusal("through-link") { $0.config.logPath = "link/c.log" }.contains("symlink"))
+      #expect(await refusal("file-link") { $0.config.logPath = "file-link.log" }.contains("symlink"))
+      #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "written outside the log directory")
+
+      #expect(mkfifo(outside + "/profile.fifo", 0o600) == 0)
+      for path in [outside + "/profile.fifo", "/dev/null", "relative/profile.json"] {
+        let message = await refusal("seccomp") {
+          $0.config.linux.securityContext.seccomp.profileType = .localhost
+          $0.config.linux.securityContext.seccomp.localhostRef = path
+        }
+        #expect(message.contains("seccomp") && message.contains(path), "\(message)")
+      }
+      #expect(try await crisp.listContainers().isEmpty, "a refused CreateContainer leaves no container")
+
+      let id = try await crisp.createContainer(
+        podID: podID, name: "annotated", image: image, command: ["true"],
+        annotations: ["org.systemd.property.DeviceAllow": "'char-* rwm'", "run.oci.keep_original_groups": "1"])
+      let spec = readWholeFile(crisp.paths.containersDir + "/\(id)/config.json")
+      #expect(spec.contains("io.kubernetes.cri.container-name"), "the bundle's spec was read")
+      #expect(!spec.contains("org.systemd.property") && !spec.contains("run.oci."), "\(spec)")
+    }
+  }
+}

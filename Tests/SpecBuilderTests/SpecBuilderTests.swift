@@ -206,6 +206,37 @@ private let defaultCaps = [
     #expect(spec.hostname == "pod-host")
     #expect(failure { $0.containerID = "../x" }?.message.contains("container ID") == true)
   }
+
+  /// A CRI client must not set what runc (systemd unit properties) or crun act on.
+  @Test func annotationsTheRuntimeActsOnAreDropped() throws {
+    let spec = try build {
+      $0.config.annotations = [
+        "org.systemd.property.DeviceAllow": "'char-* rwm'", "org.systemd.property.Delegate": "true",
+        "run.oci.keep_original_groups": "1", "example.com/kept": "yes",
+      ]
+    }
+    let keys = Set((spec.annotations ?? [:]).keys)
+    #expect(keys.contains("example.com/kept"))
+    #expect(!keys.contains { $0.hasPrefix("org.systemd.property.") || $0.hasPrefix("run.oci.") }, "\(keys)")
+  }
+}
+
+/// The live node access: a path a CRI client names is read only if it is a regular file.
+@Suite struct HostAccessTests {
+  @Test func onlyRegularFilesAreReadAndErrorsSaySo() throws {
+    let dir = NSTemporaryDirectory() + "crisp-host-\(getpid())"
+    mkdir(dir, 0o700)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    #expect(mkfifo(dir + "/fifo", 0o600) == 0)
+    let fifo = #expect(throws: CrispError.self) { try HostAccess.live.readFile(dir + "/fifo") }
+    #expect(fifo?.message.contains("not a regular file") == true, "\(String(describing: fifo))")
+    let device = #expect(throws: CrispError.self) { try HostAccess.live.readFile("/dev/zero") }
+    #expect(device?.message.contains("not a regular file") == true)
+    let relative = #expect(throws: CrispError.self) { try HostAccess.live.readFile("etc/passwd") }
+    #expect(relative?.message.contains("absolute") == true)
+    try "{}".write(toFile: dir + "/profile.json", atomically: true, encoding: .utf8)
+    #expect(try HostAccess.live.readFile(dir + "/profile.json") == "{}")
+  }
 }
 
 // MARK: users

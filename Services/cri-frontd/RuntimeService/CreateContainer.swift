@@ -36,7 +36,7 @@ extension RuntimeService {
       }
 
       let id = newRuntimeID()
-      let logPath = Self.logPath(pod: pod, podConfig: podConfig, config: config, containerID: id, runtime: runtime)
+      let logPath = try Self.logPath(pod: pod, podConfig: podConfig, config: config, containerID: id, runtime: runtime)
       let record = ContainerRecord(
         id: id, podID: pod.id, name: config.metadata.name, attempt: config.metadata.attempt,
         image: config.image.image, imageID: image.id, createdAt: WallClock.nowNanoseconds(),
@@ -135,15 +135,38 @@ extension RuntimeService {
   }
 
   /// `<pod log_directory>/<container log_path>` as kubelet asks, else
-  /// `<default_log_dir>/<pod>/<container>.log`.
+  /// `<default_log_dir>/<pod>/<container>.log`. shimd creates and writes it as root, so
+  /// what a CRI client names stays below the log directory: an absolute directory and a
+  /// relative log path, neither with `..`, and nothing below the directory a symlink
+  /// (shimd also opens the file itself with O_NOFOLLOW).
   static func logPath(
     pod: PodRecord, podConfig: Runtime_V1_PodSandboxConfig, config: Runtime_V1_ContainerConfig, containerID: String,
     runtime: RuntimeContext
-  ) -> String {
-    if !podConfig.logDirectory.isEmpty && !config.logPath.isEmpty {
-      return podConfig.logDirectory + "/" + config.logPath
+  ) throws(CrispError) -> String {
+    guard !podConfig.logDirectory.isEmpty && !config.logPath.isEmpty else {
+      return runtime.config.frontd.defaultLogDir + "/" + pod.id + "/" + containerID + ".log"
     }
-    return runtime.config.frontd.defaultLogDir + "/" + pod.id + "/" + containerID + ".log"
+    let directory = podConfig.logDirectory
+    let relative = config.logPath
+    let climbs = { (path: String) in path.split(separator: "/").contains("..") }
+    guard directory.hasPrefix("/"), !climbs(directory) else {
+      throw CrispError(
+        .invalidArgument, "pod log_directory \"\(directory)\" must be an absolute path without \"..\"")
+    }
+    guard !relative.hasPrefix("/"), !climbs(relative), !relative.contains("\0") else {
+      throw CrispError(
+        .invalidArgument, "log_path \"\(relative)\" must be a relative path below log_directory, without \"..\"")
+    }
+    var below = directory
+    for component in relative.split(separator: "/") {
+      below += "/" + component
+      var info = stat()
+      guard lstat(below, &info) == 0 else { break }
+      guard info.st_mode & S_IFMT != S_IFLNK else {
+        throw CrispError(.invalidArgument, "log_path \"\(relative)\": \(below) is a symlink")
+      }
+    }
+    return directory + "/" + relative
   }
 
   /// Runs `shimd --daemonize`, which answers once the container is created and the

@@ -39,17 +39,39 @@ public struct HostAccess: Sendable {
 
   /// The real node.
   public static let live = HostAccess(
-    readFile: { (path: String) throws(CrispError) -> String in
-      do {
-        return String(decoding: try Data(contentsOf: URL(fileURLWithPath: path)), as: UTF8.self)
-      } catch {
-        throw CrispError(.notFound, "\(path): cannot read: \(error)")
-      }
-    },
+    readFile: { (path: String) throws(CrispError) -> String in try readRegularFile(path) },
     devices: { (path: String) throws(CrispError) -> [RuntimeSpec.LinuxDevice] in
       try liveDevices(at: path)
     },
     allDevices: { liveHostDevices() })
+
+  /// A regular file of at most 4 MiB: a path a CRI client names may be a FIFO (the read
+  /// would block frontd), a device or anything else on the node.
+  static func readRegularFile(_ path: String) throws(CrispError) -> String {
+    guard path.hasPrefix("/") else { throw CrispError(.invalidArgument, "\(path): not an absolute path") }
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+    guard fd >= 0 else {
+      throw CrispError(.notFound, "\(path): cannot read: \(String(cString: strerror(errno)))")
+    }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+      throw CrispError(.invalidArgument, "\(path): not a regular file")
+    }
+    let limit = 4 << 20
+    guard info.st_size <= limit else {
+      throw CrispError(.invalidArgument, "\(path): \(info.st_size) bytes, more than \(limit)")
+    }
+    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+    var done = 0
+    while done < bytes.count {
+      let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
+      if n < 0 && errno == EINTR { continue }
+      guard n > 0 else { break }
+      done += n
+    }
+    return String(decoding: bytes[..<done], as: UTF8.self)
+  }
 
   /// Subdirectories of /dev that hold no device a container should get (runc's list).
   static let skippedDevDirectories: Set<String> = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"]

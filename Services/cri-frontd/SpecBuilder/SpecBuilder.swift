@@ -283,10 +283,18 @@ public enum SpecBuilder {
     return name.isEmpty ? nil : name
   }
 
-  /// The CRI annotations, then containerd's `io.kubernetes.cri.*` keys (which hooks and
-  /// tools read) over them.
+  /// Annotations the OCI runtime acts on, which a CRI client must not set: runc applies
+  /// `org.systemd.property.*` to the container's systemd unit (with the systemd cgroup
+  /// driver: Delegate, DeviceAllow...), crun reads `run.oci.*` as its own options.
+  /// CRI-O drops them too unless an operator allows them.
+  static let runtimeAnnotationPrefixes = ["org.systemd.property.", "run.oci."]
+
+  /// The CRI annotations, less the runtime's own (`runtimeAnnotationPrefixes`), then
+  /// containerd's `io.kubernetes.cri.*` keys (which hooks and tools read) over them.
   static func annotations(_ inputs: SpecInputs) -> [String: String] {
-    var result = inputs.config.annotations
+    var result = inputs.config.annotations.filter { key, _ in
+      !runtimeAnnotationPrefixes.contains { key.hasPrefix($0) }
+    }
     let metadata = inputs.sandboxConfig.metadata
     result["io.kubernetes.cri.container-type"] = "container"
     result["io.kubernetes.cri.container-name"] = inputs.config.metadata.name
