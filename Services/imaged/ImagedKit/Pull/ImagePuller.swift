@@ -79,7 +79,8 @@ public actor ImagePuller {
   }
 
   /// Pulls `image` (anything `RegistriesConfig.qualify` accepts). Credentials from the
-  /// request win over the auth file.
+  /// request win over the auth file, for the registry they are meant for only (see
+  /// `requestCredentialsApply`); mirrors get their own from the auth file.
   public func pull(
     _ image: String, credentials: RegistryCredentials?, serverAddress: String = ""
   ) async throws(CrispError) -> ImageRecord {
@@ -89,12 +90,13 @@ public actor ImagePuller {
     } catch {
       throw error.crispError
     }
+    let isShortName = ImageReference.isShortName(image)
     var failures: [CrispError] = []
     for reference in candidates {
       do throws(CrispError) {
-        // Credentials for a named server go to that registry only.
-        let scoped = serverAddress.isEmpty || Self.sameRegistry(serverAddress, reference.registry) ? credentials : nil
-        return try await pullShared(reference, credentials: scoped)
+        let applies = Self.requestCredentialsApply(
+          serverAddress: serverAddress, isShortName: isShortName, registry: reference.registry)
+        return try await pullShared(reference, credentials: applies ? credentials : nil)
       } catch {
         // A short name tries the next search registry; anything else was the only try.
         failures.append(error)
@@ -144,6 +146,14 @@ public actor ImagePuller {
   private func abandonPull(_ key: String, _ task: Task<ImageRecord, any Error>) {
     if let entry = pulls[key], entry.task == task, entry.waiters > 1 { return }
     task.cancel()
+  }
+
+  /// Whether a PullImage request's credentials may go to `registry`: the one
+  /// server_address names, or without one the registry a fully qualified image names.
+  /// The registries a short name is tried on are guesses, and one of them must not get
+  /// the credentials of another.
+  static func requestCredentialsApply(serverAddress: String, isShortName: Bool, registry: String) -> Bool {
+    serverAddress.isEmpty ? !isShortName : sameRegistry(serverAddress, registry)
   }
 
   static func sameRegistry(_ serverAddress: String, _ registry: String) -> Bool {
@@ -207,9 +217,10 @@ public actor ImagePuller {
     // The manifest decides the endpoint: the first mirror that has it serves the blobs too.
     var failures: [String] = []
     for source in sources {
-      let creds =
-        credentials
-        ?? authFile.credentials(registry: source.reference.registry, repository: source.reference.repository)
+      // A mirror is another party than the registry the request's credentials are for.
+      let fromAuthFile = authFile.credentials(
+        registry: source.reference.registry, repository: source.reference.repository)
+      let creds = source.isMirror ? fromAuthFile : credentials ?? fromAuthFile
       let top: RegistryClient.FetchedManifest
       do throws(CrispError) {
         top = try await client.manifest(

@@ -12,12 +12,18 @@ import NIOSSL
 /// anonymous, basic and bearer-token auth, HTTPS (plain HTTP only for endpoints
 /// marked insecure), per-registry CAs from a certs.d directory. Everything a
 /// registry sends is size-limited and digest-checked by the callers or here.
+///
+/// Redirects are followed here, not by AsyncHTTPClient, so that each hop gets its own
+/// TLS configuration and credentials stay with the host they were issued for (see
+/// `RedirectScope`).
 public final class RegistryClient: Sendable {
   /// Manifests and indexes larger than this are refused (real ones are a few KB).
   static let manifestLimit = 4 << 20
   /// Image configs larger than this are refused.
   static let configLimit = 8 << 20
   static let tokenLimit = 1 << 20
+  /// A registry needs one (to its blob store); a longer chain is a loop or an attack.
+  static let maxRedirects = 5
 
   private let http: HTTPClient
   private let certsDir: String
@@ -26,7 +32,7 @@ public final class RegistryClient: Sendable {
 
   public init(certsDir: String, logger: Logger) {
     var configuration = HTTPClient.Configuration()
-    configuration.redirectConfiguration = .follow(max: 5, allowCycles: false)
+    configuration.redirectConfiguration = .disallow
     configuration.decompression = .disabled
     configuration.timeout = .init(connect: .seconds(30), read: nil)
     http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
@@ -118,6 +124,9 @@ public final class RegistryClient: Sendable {
     // that someone else's credentials earned.
     let tokenKey = scope + " " + (credentials.map { ImagePuller.fingerprint($0) } ?? "anonymous")
     let url = "\(scheme)://\(host)\(path)"
+    guard let registryURL = URL(string: url) else {
+      throw CrispError(.invalidArgument, "\(what) of \(source.reference): \(url) is not a valid URL")
+    }
     var authorization = await tokens.authorization(host: host, scope: tokenKey)
     if authorization == nil, case .basic(let user, let password)? = credentials,
       await tokens.prefersBasic(host: host)
@@ -128,16 +137,20 @@ public final class RegistryClient: Sendable {
       var request = HTTPClientRequest(url: url)
       request.headers = headers
       if let authorization { request.headers.replaceOrAdd(name: "Authorization", value: authorization) }
-      request.tlsConfiguration = tlsConfiguration(host: source.reference.registry)
-      let response: HTTPClientResponse
-      do {
-        response = try await http.execute(request, deadline: .now() + .hours(24), logger: nil)
-      } catch {
-        throw CrispError(.unavailable, "cannot reach registry \(host) for \(what): \(error)")
-      }
+      let (response, answeredBy) = try await executeFollowingRedirects(
+        request, tlsHost: source.reference.registry, redirects: .anyHost, deadline: .now() + .hours(24),
+        what: "\(what) from registry \(host)")
       switch response.status.code {
       case 200..<300:
         return response
+      case 401 where !Self.sameOrigin(answeredBy, registryURL):
+        // Answering its challenge would hand this registry's credentials (or a token
+        // fetched with them) to another host.
+        _ = try? await collect(response, limit: 65536, what: what)
+        throw CrispError(
+          .permissionDenied,
+          "registry \(host) redirected \(what) to \(answeredBy.absoluteString), which asks for credentials: "
+            + "crisp sends the credentials for \(host) to \(host) only")
       case 401 where attempt == 0:
         let challenge = response.headers.first(name: "WWW-Authenticate") ?? ""
         _ = try? await collect(response, limit: 65536, what: what)
@@ -206,13 +219,10 @@ public final class RegistryClient: Sendable {
         request.headers.add(name: "Authorization", value: Self.basicHeader(user, password))
       }
     }
-    if let realmHost = Self.host(ofURL: realm) { request.tlsConfiguration = tlsConfiguration(host: realmHost) }
-    let response: HTTPClientResponse
-    do {
-      response = try await http.execute(request, timeout: .seconds(60))
-    } catch {
-      throw CrispError(.unavailable, "cannot reach the token service \(realm) of \(host): \(error)")
-    }
+    // The credentials (a header or the form) go to the realm the registry named, nowhere else.
+    let (response, _) = try await executeFollowingRedirects(
+      request, tlsHost: nil, redirects: .sameOrigin, deadline: .now() + .seconds(60),
+      what: "the token request of \(host) to its token service \(realm)")
     guard response.status.code == 200 else {
       try? await drain(response)
       throw CrispError(
@@ -231,6 +241,96 @@ public final class RegistryClient: Sendable {
       throw CrispError(.permissionDenied, "token service \(realm) of \(host) answered no token")
     }
     return (value, min(max(decoded.expires_in ?? 60, 0), 86_400))
+  }
+
+  /// Where a request may be redirected.
+  enum RedirectScope {
+    /// Registry API calls: to any host (blobs live on CDNs and object stores), the
+    /// Authorization header dropped on the way to another origin.
+    case anyHost
+    /// Token requests, whose credentials are in the header or the form: only within the
+    /// realm's origin.
+    case sameOrigin
+  }
+
+  /// Sends `request` and follows its redirects (at most `maxRedirects`, no cycles, never
+  /// from HTTPS to HTTP). Each hop gets the TLS configuration of its own host: the first
+  /// hop that of `tlsHost` (the host its URL names when nil). Answers the final response
+  /// and the URL that gave it.
+  private func executeFollowingRedirects(
+    _ first: HTTPClientRequest, tlsHost: String?, redirects: RedirectScope, deadline: NIODeadline, what: String
+  ) async throws(CrispError) -> (response: HTTPClientResponse, url: URL) {
+    guard let start = URL(string: first.url) else {
+      throw CrispError(.invalidArgument, "\(what): \(first.url) is not a valid URL")
+    }
+    var request = first
+    var url = start
+    var visited: Set<String> = [start.absoluteString]
+    while true {
+      request.tlsConfiguration = tlsConfiguration(
+        host: Self.sameOrigin(url, start) ? tlsHost ?? Self.authority(start) : Self.authority(url))
+      let response: HTTPClientResponse
+      do {
+        response = try await http.execute(request, deadline: deadline, logger: nil)
+      } catch {
+        throw CrispError(.unavailable, "cannot reach \(Self.authority(url)) for \(what): \(error)")
+      }
+      guard [301, 302, 303, 307, 308].contains(response.status.code),
+        let location = response.headers.first(name: "Location")
+      else { return (response, url) }
+      _ = try? await collect(response, limit: 65536, what: what)
+      guard visited.count <= Self.maxRedirects else {
+        throw CrispError(
+          .unavailable, "\(what): more than \(Self.maxRedirects) redirects, the last from \(url.absoluteString)")
+      }
+      let target = try Self.redirectTarget(location, from: url, start: start, scope: redirects, what: what)
+      guard visited.insert(target.absoluteString).inserted else {
+        throw CrispError(
+          .unavailable, "\(what): redirect cycle, \(url.absoluteString) leads back to \(target.absoluteString)")
+      }
+      request = Self.redirected(request, status: response.status.code, to: target, start: start)
+      url = target
+    }
+  }
+
+  /// The URL a `Location` header leads to, if crisp may follow it.
+  static func redirectTarget(
+    _ location: String, from url: URL, start: URL, scope: RedirectScope, what: String
+  ) throws(CrispError) -> URL {
+    guard let target = URL(string: location, relativeTo: url)?.absoluteURL,
+      let scheme = target.scheme?.lowercased(), scheme == "https" || scheme == "http", target.host != nil
+    else {
+      throw CrispError(.unavailable, "\(what): \(url.absoluteString) redirected to an unusable location '\(location)'")
+    }
+    if url.scheme?.lowercased() == "https" && scheme == "http" {
+      throw CrispError(
+        .permissionDenied,
+        "\(what): \(url.absoluteString) redirected to \(target.absoluteString), a downgrade from HTTPS to plain HTTP; "
+          + "crisp does not follow it")
+    }
+    if scope == .sameOrigin && !sameOrigin(target, start) {
+      throw CrispError(
+        .permissionDenied,
+        "\(what): \(url.absoluteString) redirected to \(target.absoluteString), another host; "
+          + "crisp sends the credentials only to the token realm the registry named")
+    }
+    return target
+  }
+
+  /// The request for the next hop, as RFC 9110 15.4 says: 303 (and 301/302 after a POST)
+  /// turn into a bodiless GET, 307 and 308 repeat the request. Credentials are only for
+  /// the origin of the first hop.
+  static func redirected(_ request: HTTPClientRequest, status: UInt, to target: URL, start: URL) -> HTTPClientRequest {
+    var next = request
+    next.url = target.absoluteString
+    if (status == 303 && request.method != .HEAD) || ((status == 301 || status == 302) && request.method == .POST) {
+      next.method = .GET
+      next.body = nil
+      next.headers.remove(name: "Content-Type")
+      next.headers.remove(name: "Content-Length")
+    }
+    if !sameOrigin(target, start) { next.headers.remove(name: "Authorization") }
+    return next
   }
 
   private func collect(_ response: HTTPClientResponse, limit: Int, what: String) async throws(CrispError) -> [UInt8] {
@@ -300,10 +400,20 @@ public final class RegistryClient: Sendable {
     return out
   }
 
-  static func host(ofURL url: String) -> String? {
-    guard let schemeEnd = url.range(of: "://") else { return nil }
-    let rest = url[schemeEnd.upperBound...]
-    return String(rest.prefix { $0 != "/" && $0 != "?" })
+  /// `host[:port]` as certs.d names its directories.
+  static func authority(_ url: URL) -> String {
+    let host = url.host ?? ""
+    let bracketed = host.contains(":") ? "[\(host)]" : host
+    return url.port.map { "\(bracketed):\($0)" } ?? bracketed
+  }
+
+  /// Scheme, host and port alike (RFC 6454): what credentials are issued for.
+  static func sameOrigin(_ a: URL, _ b: URL) -> Bool {
+    func origin(_ url: URL) -> String {
+      let scheme = url.scheme?.lowercased() ?? ""
+      return "\(scheme)://\((url.host ?? "").lowercased()):\(url.port ?? (scheme == "https" ? 443 : 80))"
+    }
+    return origin(a) == origin(b)
   }
 
   static func statusError(_ status: HTTPResponseStatus, host: String, what: String, body: String) -> CrispError {
