@@ -41,8 +41,10 @@ public enum UnixSocket {
 
   /// Binds and listens on `path` with `mode` (and `group`, if given), removing a stale
   /// socket file first. Refuses when something is live on the path or the path is
-  /// not a socket. The mode is set through umask, so the socket is never reachable
-  /// with wider permissions, even for an instant.
+  /// not a socket. The socket is bound in a fresh 0700 directory beside `path`, given
+  /// its mode and group there, then renamed into place: it is never reachable with wider
+  /// permissions, even for an instant, and the process-wide umask (which other threads
+  /// use while they create files) is left alone.
   public static func listen(path: String, mode: mode_t, group: gid_t? = nil, backlog: Int32 = 128)
     throws(CrispError) -> Int32
   {
@@ -56,26 +58,14 @@ public enum UnixSocket {
       }
       unlink(path)
     }
-    let target = try address(path)
-    var address = target.0
-    let length = target.1
+    _ = try address(path)  // the final path must fit in a socket address too
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw CrispError(.internal, "socket: \(String(cString: strerror(errno)))") }
-    let oldMask = umask(~mode & 0o777)
-    let bound = withUnsafePointer(to: &address) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    let bindErrno = errno
-    umask(oldMask)
-    guard bound == 0 else {
+    do {
+      try bindPrivately(fd, path: path, mode: mode, group: group)
+    } catch {
       close(fd)
-      throw CrispError(.internal, "bind \(path): \(String(cString: strerror(bindErrno)))")
-    }
-    if let group, chown(path, uid_t.max, group) != 0 {
-      let reason = String(cString: strerror(errno))
-      close(fd)
-      unlink(path)
-      throw CrispError(.internal, "chown \(path) to group \(group): \(reason)")
+      throw error
     }
     guard Glibc.listen(fd, backlog) == 0 else {
       let reason = String(cString: strerror(errno))
@@ -84,6 +74,51 @@ public enum UnixSocket {
       throw CrispError(.internal, "listen \(path): \(reason)")
     }
     return fd
+  }
+
+  /// Binds `fd` at `path` by way of a private directory (see `listen`). The bind goes
+  /// through /proc/self/fd/<directory>, whose short name fits a socket address wherever
+  /// the directory is.
+  private static func bindPrivately(_ fd: Int32, path: String, mode: mode_t, group: gid_t?) throws(CrispError) {
+    func failure(_ what: String) -> CrispError {
+      CrispError(.internal, "\(what) for \(path): \(String(cString: strerror(errno)))")
+    }
+    if path.hasPrefix("@") {
+      var (address, length) = try address(path)
+      let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+      }
+      guard bound == 0 else { throw failure("bind") }
+      return
+    }
+    let parent = path.lastIndex(of: "/").map { String(path[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "."
+    var template = Array((parent + "/.crisp-bind.XXXXXX").utf8CString)
+    guard let made = mkdtemp(&template) else { throw failure("mkdtemp in \(parent)") }
+    let directory = String(cString: made)
+    defer { rmdir(directory) }
+    let directoryFD = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard directoryFD >= 0 else { throw failure("open \(directory)") }
+    defer { close(directoryFD) }
+    var (address, length) = try address("/proc/self/fd/\(directoryFD)/s")
+    let bound = withUnsafePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    guard bound == 0 else { throw failure("bind") }
+    guard fchmodat(directoryFD, "s", mode, 0) == 0 else {
+      let error = failure("chmod")
+      unlinkat(directoryFD, "s", 0)
+      throw error
+    }
+    if let group, fchownat(directoryFD, "s", uid_t.max, group, 0) != 0 {
+      let error = failure("chown to group \(group)")
+      unlinkat(directoryFD, "s", 0)
+      throw error
+    }
+    guard renameat(directoryFD, "s", AT_FDCWD, path) == 0 else {
+      let error = failure("rename into place")
+      unlinkat(directoryFD, "s", 0)
+      throw error
+    }
   }
 }
 

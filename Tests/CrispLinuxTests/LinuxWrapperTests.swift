@@ -109,3 +109,29 @@ import Testing
     #expect(error?.message.contains("/nonexistent/plugin") == true)
   }
 }
+
+@Suite struct UnixSocketTests {
+  /// The socket appears at its path with its mode and group already set, the umask
+  /// other threads rely on is untouched, and nothing of the private bind is left.
+  @Test func aListeningSocketHasItsModeFromTheStartAndLeavesTheUmaskAlone() throws {
+    let dir = try makeTemporaryDirectory(prefix: "crisp-sock")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let before = umask(0o022)
+    umask(before)
+    let path = dir + "/crisp.sock"
+    let fd = try UnixSocket.listen(path: path, mode: 0o660, group: 4)
+    defer { close(fd) }
+    let after = umask(before)
+    #expect(after == before, "the process umask changed")
+    var info = stat()
+    #expect(lstat(path, &info) == 0)
+    #expect(info.st_mode & S_IFMT == S_IFSOCK)
+    #expect(info.st_mode & 0o777 == 0o660)
+    #expect(info.st_gid == 4)
+    #expect(UnixSocket.isLive(path))
+    #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["crisp.sock"])
+    #expect(throws: CrispError.self, "a second listener on a live socket") {
+      _ = try UnixSocket.listen(path: path, mode: 0o600)
+    }
+  }
+}
