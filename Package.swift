@@ -5,6 +5,8 @@ import PackageDescription
 // Foundation, NIO and gRPC (README, "Memory budget"): a node runs one shimd per container.
 let package = Package(
   name: "crisp",
+  // crisp runs on Linux only. The macOS floor is there so that the package resolves and
+  // type-checks on a developer's Mac: Synchronization's Mutex and Swift Testing need 15.
   platforms: [.macOS(.v15)],
   products: [
     .executable(name: "cri-frontd", targets: ["cri-frontd"]),

@@ -18,36 +18,7 @@ public struct DiskUsage: Sendable, Equatable {
     self.inodes = inodes
   }
 
-  /// Nothing (0, 0) when `root` does not exist.
-  public static func measure(_ root: String) -> DiskUsage {
-    var usage = DiskUsage(bytes: 0, inodes: 0)
-    var st = stat()
-    guard lstat(root, &st) == 0 else { return usage }
-    let device = st.st_dev
-    usage.bytes += UInt64(st.st_blocks) * 512
-    usage.inodes += 1
-    guard (st.st_mode & S_IFMT) == S_IFDIR else { return usage }
-    var seenLinks = Set<UInt64>()
-    var pending = [root]
-    while let directory = pending.popLast() {
-      guard let dir = opendir(directory) else { continue }
-      while let entry = readdir(dir) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-          String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
-        }
-        if name == "." || name == ".." { continue }
-        let path = directory + "/" + name
-        guard lstat(path, &st) == 0 else { continue }
-        let isDirectory = (st.st_mode & S_IFMT) == S_IFDIR
-        if !isDirectory && st.st_nlink > 1 {
-          guard seenLinks.insert(UInt64(st.st_ino)).inserted else { continue }
-        }
-        usage.bytes += UInt64(st.st_blocks) * 512
-        usage.inodes += 1
-        if isDirectory && st.st_dev == device { pending.append(path) }
-      }
-      closedir(dir)
-    }
-    return usage
-  }
+  /// Nothing (0, 0) when `root` does not exist. Walked by descriptor and raw name bytes
+  /// (`DirectoryTree.usage`): a name that is not UTF-8 must not hide what is below it.
+  public static func measure(_ root: String) -> DiskUsage { DirectoryTree.usage(root) }
 }

@@ -135,3 +135,74 @@ import Testing
     }
   }
 }
+
+/// Trees a container or a layer can make: names that are not UTF-8, depth past any
+/// recursion, thousands of subdirectories, symlinks out of the tree.
+@Suite struct DirectoryTreeTests {
+  /// `mkdirat` and `openat` by raw name bytes.
+  static func makeDirectory(_ name: [UInt8], in parent: Int32) -> Int32 {
+    let cName = (name + [0]).map { CChar(bitPattern: $0) }
+    #expect(mkdirat(parent, cName, 0o755) == 0)
+    return openat(parent, cName, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+  }
+
+  static func writeFile(_ name: String, bytes: Int, in directory: Int32) {
+    let fd = openat(directory, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+    #expect(fd >= 0)
+    let chunk = [UInt8](repeating: 0x61, count: 65536)
+    var written = 0
+    while written < bytes {
+      written += chunk.withUnsafeBytes { write(fd, $0.baseAddress, min($0.count, bytes - written)) }
+    }
+    close(fd)
+  }
+
+  @Test func aNonUTF8NameAndADeepTreeAreMeasuredAndRemovedWhole() throws {
+    let base = try makeTemporaryDirectory(prefix: "crisp-tree")
+    defer { try? FileManager.default.removeItem(atPath: base) }
+    let tree = base + "/tree"
+    mkdir(tree, 0o755)
+    let root = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    let hidden = Self.makeDirectory([0xFF, 0xFE], in: root)
+    Self.writeFile("data", bytes: 4 << 20, in: hidden)
+    close(hidden)
+    var current = Self.makeDirectory(Array("deep".utf8), in: root)
+    for _ in 0..<2_100 {
+      let next = Self.makeDirectory([0x64], in: current)
+      close(current)
+      current = next
+    }
+    Self.writeFile("bottom", bytes: 1 << 20, in: current)
+    close(current)
+    close(root)
+
+    let usage = DirectoryTree.usage(tree)
+    #expect(usage.bytes >= 5 << 20, "\(usage.bytes) bytes counted of 5 MiB written")
+    #expect(usage.inodes >= 2_100)
+    #expect(DiskUsage.measure(tree) == usage)
+    #expect(DirectoryTree.remove(tree))
+    #expect(!FileManager.default.fileExists(atPath: tree))
+  }
+
+  @Test func thousandsOfSubdirectoriesGoAndSymlinksAreNotFollowed() throws {
+    let base = try makeTemporaryDirectory(prefix: "crisp-tree")
+    defer { try? FileManager.default.removeItem(atPath: base) }
+    let outside = base + "/outside"
+    mkdir(outside, 0o755)
+    try "keep".write(toFile: outside + "/keep", atomically: false, encoding: .utf8)
+    let tree = base + "/tree"
+    mkdir(tree, 0o755)
+    let root = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    for index in 0..<5_000 {
+      let child = Self.makeDirectory(Array("d\(index)".utf8), in: root)
+      if index % 100 == 0 { Self.writeFile("f", bytes: 10, in: child) }
+      close(child)
+    }
+    #expect(symlinkat(outside, root, "link") == 0)
+    close(root)
+    #expect(DirectoryTree.remove(tree))
+    #expect(!FileManager.default.fileExists(atPath: tree))
+    #expect(readWholeFile(outside + "/keep") == "keep")
+    #expect(DirectoryTree.remove(base + "/missing"), "a missing path is removed already")
+  }
+}

@@ -234,6 +234,31 @@ import Testing
       #expect(leftovers(crisp).isEmpty, "left: \(leftovers(crisp))")
     }
   }
+
+  /// CreateContainer and RemovePodSandbox of one pod at once: whichever wins, no
+  /// container, shim or mount is left without its pod.
+  @Test func aCreateRacingThePodsRemovalLeavesNoOrphan() async throws {
+    try await withContainerRuntime { crisp, registry, firstPod in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      try await crisp.removePod(firstPod)
+      for round in 0..<6 {
+        var config = PodSandboxTests.podConfig(name: "race\(round)")
+        config.logDirectory = crisp.dir + "/logs/race\(round)"
+        let pod = try await crisp.runPod(config)
+        async let created: String? = try? crisp.createContainer(
+          podID: pod, name: "c", image: image, command: ["sleep", "1000"])
+        // Half the rounds give the create a head start into its IPC calls.
+        if round % 2 == 1 { await Task.yield() }
+        try await crisp.removePod(pod)
+        _ = await created
+        #expect(try await crisp.listContainers().isEmpty, "round \(round): a container outlived its pod")
+      }
+      try await waitUntil("every shim exits", timeout: .seconds(20)) { shimProcesses(crisp).isEmpty }
+      #expect(crisp.mounts().isEmpty, "mounts left: \(crisp.mounts())")
+      #expect(leftovers(crisp).isEmpty, "left: \(leftovers(crisp))")
+    }
+  }
 }
 
 /// pids of this instance's shimd processes.

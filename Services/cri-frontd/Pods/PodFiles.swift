@@ -56,6 +56,4 @@ enum PodFiles {
       throw CrispError(.internal, "cannot write \(path): \(error)")
     }
   }
-
-  static func errnoText() -> String { String(cString: strerror(errno)) }
 }

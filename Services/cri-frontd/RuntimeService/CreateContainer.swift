@@ -23,62 +23,76 @@ extension RuntimeService {
       guard config.hasImage, !config.image.image.isEmpty else {
         throw CrispError(.invalidArgument, "CreateContainer: config.image.image is required")
       }
-      guard let pod = try runtime.resolvePod(request.podSandboxID) else {
+      guard let named = try runtime.resolvePod(request.podSandboxID) else {
         throw CrispError(.notFound, "pod sandbox \"\(request.podSandboxID)\" not found")
       }
-      guard pod.state == .ready else {
-        throw CrispError(.failedPrecondition, "pod sandbox \(pod.id) is not ready")
+      // The pod's lock, as StopPodSandbox and RemovePodSandbox take it: a create racing a
+      // removal would otherwise leave a shim and a container whose pod is gone.
+      return try await runtime.withPodLock(named.id) { () async throws(CrispError) in
+        try await createContainerLocked(request, podID: named.id)
       }
-      let podConfig = try Self.decodePodConfig(pod)
-      let status = try await peers.imaged.call(ImageStatus.self, .init(image: config.image.image))
-      guard let image = status.image else {
-        throw CrispError(.notFound, "image \"\(config.image.image)\" is not present; pull it first")
-      }
-
-      let id = newRuntimeID()
-      let logPath = try Self.logPath(pod: pod, podConfig: podConfig, config: config, containerID: id, runtime: runtime)
-      let record = ContainerRecord(
-        id: id, podID: pod.id, name: config.metadata.name, attempt: config.metadata.attempt,
-        image: config.image.image, imageID: image.id, createdAt: WallClock.nowNanoseconds(),
-        config: try Self.encode(config), logPath: logPath, stopSignal: image.config.stopSignal)
-      try runtime.store.insertContainer(record)
-      let bundle = ContainerBundle(paths: runtime.paths, containerID: id)
-      do throws(CrispError) {
-        var context = podContext(pod, podConfig)
-        let pidMode = config.linux.securityContext.namespaceOptions.pid
-        if pidMode == .pod && Self.sharesPIDNamespace(podConfig) {
-          guard let namespace = await infraPIDNamespace(pod.id) else {
-            throw CrispError(.failedPrecondition, "pod sandbox \(pod.id): its infra process (PID 1) is not running")
-          }
-          context.pidNamespacePath = namespace
-        }
-        let target = pidMode == .target ? try await targetPIDNamespace(config, pod: pod) : ""
-        let snapshot = try await peers.imaged.call(SnapshotPrepare.self, .init(containerID: id, image: image.id))
-        let built = try SpecBuilder.buildWithNotes(
-          SpecInputs(
-            containerID: id, config: config, sandboxConfig: podConfig, image: image.config,
-            pod: context, users: UserDatabase(passwd: snapshot.passwd, group: snapshot.group),
-            options: try specOptions(), targetPIDNamespacePath: target))
-        for note in built.notes { logger.debug("spec", metadata: ["container": "\(id)", "note": "\(note)"]) }
-        try bundle.write(spec: try SpecBuilder.encode(built.spec), rootfs: snapshot.mount)
-        try await launchShim(
-          id: id, bundle: bundle, logPath: logPath, handler: pod.runtimeHandler, tty: config.tty, stdin: config.stdin,
-          stdinOnce: config.stdinOnce)
-      } catch {
-        logger.warning("container creation failed, undoing it", metadata: ["container": "\(id)", "error": "\(error)"])
-        bundle.remove()
-        _ = try? await peers.imaged.call(SnapshotRelease.self, .init(containerID: id))
-        try? runtime.store.deleteContainer(id)
-        throw error
-      }
-      logger.info(
-        "container created",
-        metadata: ["container": "\(id)", "pod": "\(pod.id)", "name": "\(record.name)", "image": "\(image.id)"])
-      events.record(.created, record)
-      var response = Runtime_V1_CreateContainerResponse()
-      response.containerID = id
-      return response
     }
+  }
+
+  private func createContainerLocked(_ request: Runtime_V1_CreateContainerRequest, podID: String)
+    async throws(CrispError) -> Runtime_V1_CreateContainerResponse
+  {
+    let config = request.config
+    guard let pod = try runtime.store.pod(podID) else {
+      throw CrispError(.notFound, "pod sandbox \(podID) was removed")
+    }
+    guard pod.state == .ready else {
+      throw CrispError(.failedPrecondition, "pod sandbox \(pod.id) is not ready")
+    }
+    let podConfig = try Self.decodePodConfig(pod)
+    let status = try await peers.imaged.call(ImageStatus.self, .init(image: config.image.image))
+    guard let image = status.image else {
+      throw CrispError(.notFound, "image \"\(config.image.image)\" is not present; pull it first")
+    }
+
+    let id = newRuntimeID()
+    let logPath = try Self.logPath(pod: pod, podConfig: podConfig, config: config, containerID: id, runtime: runtime)
+    let record = ContainerRecord(
+      id: id, podID: pod.id, name: config.metadata.name, attempt: config.metadata.attempt,
+      image: config.image.image, imageID: image.id, createdAt: WallClock.nowNanoseconds(),
+      config: try Self.encode(config), logPath: logPath, stopSignal: image.config.stopSignal)
+    try runtime.store.insertContainer(record)
+    let bundle = ContainerBundle(paths: runtime.paths, containerID: id)
+    do throws(CrispError) {
+      var context = podContext(pod, podConfig)
+      let pidMode = config.linux.securityContext.namespaceOptions.pid
+      if pidMode == .pod && Self.sharesPIDNamespace(podConfig) {
+        guard let namespace = await infraPIDNamespace(pod.id) else {
+          throw CrispError(.failedPrecondition, "pod sandbox \(pod.id): its infra process (PID 1) is not running")
+        }
+        context.pidNamespacePath = namespace
+      }
+      let target = pidMode == .target ? try await targetPIDNamespace(config, pod: pod) : ""
+      let snapshot = try await peers.imaged.call(SnapshotPrepare.self, .init(containerID: id, image: image.id))
+      let built = try SpecBuilder.buildWithNotes(
+        SpecInputs(
+          containerID: id, config: config, sandboxConfig: podConfig, image: image.config,
+          pod: context, users: UserDatabase(passwd: snapshot.passwd, group: snapshot.group),
+          options: try specOptions(), targetPIDNamespacePath: target))
+      for note in built.notes { logger.debug("spec", metadata: ["container": "\(id)", "note": "\(note)"]) }
+      try bundle.write(spec: try SpecBuilder.encode(built.spec), rootfs: snapshot.mount)
+      try await launchShim(
+        id: id, bundle: bundle, logPath: logPath, handler: pod.runtimeHandler, tty: config.tty, stdin: config.stdin,
+        stdinOnce: config.stdinOnce)
+    } catch {
+      logger.warning("container creation failed, undoing it", metadata: ["container": "\(id)", "error": "\(error)"])
+      bundle.remove()
+      _ = try? await peers.imaged.call(SnapshotRelease.self, .init(containerID: id))
+      try? runtime.store.deleteContainer(id)
+      throw error
+    }
+    logger.info(
+      "container created",
+      metadata: ["container": "\(id)", "pod": "\(pod.id)", "name": "\(record.name)", "image": "\(image.id)"])
+    events.record(.created, record)
+    var response = Runtime_V1_CreateContainerResponse()
+    response.containerID = id
+    return response
   }
 
   /// The PID namespace of the running container `target_id` names (ephemeral debug

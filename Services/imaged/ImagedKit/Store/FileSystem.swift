@@ -53,16 +53,7 @@ enum FileSystem {
   }
 
   /// Removes a tree without following symlinks; a missing path is not an error.
-  static func removeTree(_ path: String) {
-    var st = stat()
-    guard lstat(path, &st) == 0 else { return }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-      for name in list(path) { removeTree(path + "/" + name) }
-      rmdir(path)
-    } else {
-      unlink(path)
-    }
-  }
+  static func removeTree(_ path: String) { DirectoryTree.remove(path) }
 
   /// Bytes (allocated blocks) and inodes used by a tree, as `du` counts them.
   static func usage(_ path: String) -> (bytes: UInt64, inodes: UInt64) {

@@ -343,6 +343,12 @@ final class LayerStream {
     guard status == ARCHIVE_OK else {
       throw StreamError(message: Self.errorMessage(decompressor))
     }
+    // libarchive bids its filters again on what one produced: zstd inside zstd would be
+    // unwrapped level after level (a few KB of nested frames become gigabytes). A layer
+    // is compressed once: "none", or "none" under one zstd.
+    guard archive_filter_count(decompressor) <= 2 else {
+      throw StreamError(message: "the layer is compressed more than once (nested zstd); crisp unwraps one level")
+    }
   }
 
   static func errorMessage(_ archive: OpaquePointer) -> String {

@@ -1,4 +1,5 @@
 import CArchive
+import CrispLinux
 
 #if canImport(Glibc)
   import Glibc
@@ -242,66 +243,10 @@ final class LayerTree {
   /// down into the first subdirectory left, and back up through `..` once one is empty.
   /// Nothing else writes in the layer meanwhile, so `..` is the directory it came from.
   private func removeTree(in parent: Int32, _ name: [UInt8]) throws(SystemFailure) {
-    var fd = withCName(name) { openat(parent, $0, Self.directoryFlags) }
-    guard fd >= 0 else { throw SystemFailure(operation: "openat", errno: errno) }
-    var below: [[UInt8]] = []  // names from `name` down to the directory `fd` is
-    defer { _ = Glibc.close(fd) }
-    while true {
-      if let subdirectory = try removeNonDirectories(in: fd) {
-        let child = withCName(subdirectory) { openat(fd, $0, Self.directoryFlags) }
-        guard child >= 0 else { throw SystemFailure(operation: "openat", errno: errno) }
-        _ = Glibc.close(fd)
-        fd = child
-        below.append(subdirectory)
-        continue
-      }
-      guard let emptied = below.popLast() else { break }
-      let up = openat(fd, "..", Self.directoryFlags)
-      guard up >= 0 else { throw SystemFailure(operation: "openat ..", errno: errno) }
-      _ = Glibc.close(fd)
-      fd = up
-      guard withCName(emptied, { unlinkat(fd, $0, AT_REMOVEDIR) }) == 0 else {
-        throw SystemFailure(operation: "unlinkat", errno: errno)
-      }
-    }
-    guard withCName(name, { unlinkat(parent, $0, AT_REMOVEDIR) }) == 0 else {
-      throw SystemFailure(operation: "unlinkat", errno: errno)
-    }
+    guard DirectoryTree.remove(name, in: parent) else { throw SystemFailure(operation: "remove tree", errno: errno) }
   }
 
-  /// Unlinks every non-directory in `directory`; returns the name of a subdirectory left, if any.
-  private func removeNonDirectories(in directory: Int32) throws(SystemFailure) -> [UInt8]? {
-    // A descriptor of its own, so that each listing starts at the beginning.
-    let listFD = openat(directory, ".", Self.directoryFlags)
-    guard listFD >= 0 else { throw SystemFailure(operation: "openat .", errno: errno) }
-    guard let stream = fdopendir(listFD) else {
-      let failure = SystemFailure(operation: "fdopendir", errno: errno)
-      _ = Glibc.close(listFD)
-      throw failure
-    }
-    defer { closedir(stream) }
-    var subdirectory: [UInt8]? = nil
-    while true {
-      errno = 0
-      guard let entry = readdir(stream) else {
-        if errno != 0 { throw SystemFailure(operation: "readdir", errno: errno) }
-        return subdirectory
-      }
-      let name = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
-        Array(raw.prefix { $0 != 0 })
-      }
-      if TarPath.isDot(name) || TarPath.isDotDot(name) { continue }
-      var isDirectory = entry.pointee.d_type == 4  // DT_DIR
-      if entry.pointee.d_type == 0 {  // DT_UNKNOWN
-        isDirectory = try status(in: directory, name).map { $0.st_mode & S_IFMT == S_IFDIR } ?? false
-      }
-      if isDirectory {
-        if subdirectory == nil { subdirectory = name }
-      } else if withCName(name, { unlinkat(directory, $0, 0) }) != 0 && errno != ENOENT {
-        throw SystemFailure(operation: "unlinkat", errno: errno)
-      }
-    }
-  }
+
 
   // MARK: Directory times
 
@@ -324,9 +269,13 @@ final class LayerTree {
         info.st_mode & S_IFMT == S_IFDIR,
         FileID(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)) == id
       else { continue }
-      guard withCName(base, { utimensat(parent, $0, &times, AT_SYMLINK_NOFOLLOW) }) == 0 else {
-        throw SystemFailure(operation: "utimensat", errno: errno)
-      }
+      let set = withCName(base, { utimensat(parent, $0, &times, AT_SYMLINK_NOFOLLOW) })
+      let setErrno = errno
+      // Descriptors the resolution retired are closed now, not when the layer closes:
+      // a layer of more directories than RLIMIT_NOFILE would otherwise run imaged out
+      // of descriptors (every thread, not only this unpack).
+      endEntry()
+      guard set == 0 else { throw SystemFailure(operation: "utimensat", errno: setErrno) }
     }
     directoryTimes.removeAll()
   }
