@@ -119,4 +119,19 @@ import Testing
       try unpack(base + "/cut-in-data.tar", into: base + "/cut.d")
     }
   }
+
+  /// zstd's own CLI, once and twice: a layer is compressed once; libarchive would unwrap
+  /// nested frames level after level (a decompression bomb's trick).
+  @Test func aLayerCompressedTwiceWithZstdIsRefused() throws {
+    let base = try makeTemporaryDirectory(prefix: "crisp-zstd")
+    defer { try? FileManager.default.removeItem(atPath: base) }
+    try makeTree(base + "/tree")
+    try run("/usr/bin/tar", ["-C", base + "/tree", "-cf", base + "/layer.tar", "."])
+    try run("/usr/bin/zstd", ["-q", base + "/layer.tar", "-o", base + "/layer.tar.zst"])
+    try run("/usr/bin/zstd", ["-q", base + "/layer.tar.zst", "-o", base + "/layer.tar.zst.zst"])
+    _ = try unpack(base + "/layer.tar.zst", into: base + "/once")
+    expectTree(base + "/once")
+    let error = #expect(throws: UnpackError.self) { try unpack(base + "/layer.tar.zst.zst", into: base + "/twice") }
+    #expect("\(String(describing: error))".contains("more than once"), "\(String(describing: error))")
+  }
 }
