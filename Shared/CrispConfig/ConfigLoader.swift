@@ -106,6 +106,11 @@ extension CrispConfig {
       try imaged.int("max_concurrent_downloads", into: &config.imaged.maxConcurrentDownloads, range: 1...64)
       try imaged.int("pull_progress_timeout_ms", into: &config.imaged.pullProgressTimeoutMs, range: 100...3_600_000)
       try imaged.strings("pinned_images", into: &config.imaged.pinnedImages) { $0.isEmpty ? "must not be empty" : nil }
+      try imaged.int("max_layer_bytes", into: &config.imaged.maxLayerBytes, range: 1...(1 << 50))
+      try imaged.int("max_image_bytes", into: &config.imaged.maxImageBytes, range: 1...(1 << 50))
+      try imaged.int("max_layer_entries", into: &config.imaged.maxLayerEntries, range: 1...1_000_000_000)
+      try imaged.int("max_path_depth", into: &config.imaged.maxPathDepth, range: 1...4096)
+      try imaged.int("min_free_bytes", into: &config.imaged.minFreeBytes, range: 0...(1 << 50))
       try imaged.string("log_level", into: &config.imaged.logLevel, check: optionalLogLevelName)
       try imaged.finish()
     }

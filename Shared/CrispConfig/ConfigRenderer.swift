@@ -100,6 +100,15 @@ extension CrispConfig {
       pull_progress_timeout_ms = \(imaged.pullProgressTimeoutMs)
       # Images kubelet's image garbage collection leaves alone.
       pinned_images = [\(imaged.pinnedImages.map(quote).joined(separator: ", "))]
+      # What an image may unpack to; past any limit a pull fails (ResourceExhausted) and
+      # leaves nothing behind: uncompressed bytes of one layer and of a whole image,
+      # entries of one layer, directories in one entry's path.
+      max_layer_bytes = \(imaged.maxLayerBytes)
+      max_image_bytes = \(imaged.maxImageBytes)
+      max_layer_entries = \(imaged.maxLayerEntries)
+      max_path_depth = \(imaged.maxPathDepth)
+      # Free bytes the image store's filesystem keeps: a pull that would leave less stops.
+      min_free_bytes = \(imaged.minFreeBytes)
       log_level = \(quote(imaged.logLevel))
 
       # netd: pod network namespaces and CNI plugins.

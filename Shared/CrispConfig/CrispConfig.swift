@@ -116,6 +116,16 @@ public struct CrispConfig: Sendable, Equatable {
     public var pullProgressTimeoutMs = 60_000
     /// Images kubelet's garbage collection must leave alone (shown as `pinned`).
     public var pinnedImages = ["registry.k8s.io/pause:3.10"]
+    /// What an image may unpack to: a layer's and a whole image's uncompressed bytes, a
+    /// layer's entries, the directories of one entry's path. Past any of them a pull
+    /// fails with ResourceExhausted and leaves nothing behind.
+    public var maxLayerBytes = 64 << 30
+    public var maxImageBytes = 128 << 30
+    public var maxLayerEntries = 5_000_000
+    public var maxPathDepth = 512
+    /// A pull stops, leaving nothing behind, when the image store's filesystem would have
+    /// less free than this.
+    public var minFreeBytes = 512 << 20
     public var logLevel = ""
     public init() {}
   }

@@ -984,6 +984,20 @@ def build_standard():
         hostile.symlink(name, target)
         out.append((f"crisp/hostile:{tag}",
                     Image([bb_gzip, make_layer(hostile.bytes())], cfg, comment="hostile " + tag), ok))
+    # Limits (imaged.max_*): 8 MiB of zeros (a few KB of gzip); the same gzipped twice (a
+    # decompression bomb's trick, its diff ID what one level gives); a tree 600 deep.
+    zeros = TarBuilder()
+    zeros.file("zeros", bytes(8 << 20))
+    zeros_tar = zeros.bytes()
+    out.append(("crisp/limits:zeros", Image([make_layer(zeros_tar)], cfg, comment="8 MiB of zeros"), ok))
+    once = gzip.compress(zeros_tar, mtime=0)
+    twice = Layer(OCI_LAYER_GZIP, sha256_digest(once), data=gzip.compress(once, mtime=0))
+    out.append(("crisp/limits:gzip-twice", Image([twice], cfg, comment="gzip of gzip"), ok))
+    deep = TarBuilder()
+    for depth in range(1, 601):
+        deep.dir("/".join(["d"] * depth))
+    deep.file("/".join(["d"] * 600) + "/bottom", "bottom\n")
+    out.append(("crisp/limits:deep", Image([make_layer(deep.bytes())], cfg, comment="600 deep"), ok))
     out.append(("crisp/bad:digest", bad,
                 {"expectFailure": True, "failure": "layer blob does not match its digest", "escapePath": None,
                  "_tamper": (bad_layer, tampered)}))

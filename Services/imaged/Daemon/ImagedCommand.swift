@@ -50,7 +50,11 @@ struct ImagedCommand: AsyncParsableCommand {
       client: client, registries: registries, authFile: authFile, store: store,
       settings: PullSettings(
         maxConcurrentDownloads: config.imaged.maxConcurrentDownloads,
-        progressTimeoutMs: Int64(config.imaged.pullProgressTimeoutMs)),
+        progressTimeoutMs: Int64(config.imaged.pullProgressTimeoutMs),
+        limits: UnpackLimits(
+          maxLayerBytes: Int64(config.imaged.maxLayerBytes), maxImageBytes: Int64(config.imaged.maxImageBytes),
+          maxLayerEntries: config.imaged.maxLayerEntries, maxPathDepth: config.imaged.maxPathDepth,
+          minFreeBytes: Int64(config.imaged.minFreeBytes))),
       logger: logger)
     let handlers = ImageHandlers(store: store, puller: puller, logger: logger)
 

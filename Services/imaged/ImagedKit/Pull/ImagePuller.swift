@@ -11,11 +11,16 @@ public struct PullSettings: Sendable {
   public var maxConcurrentDownloads: Int
   public var progressTimeoutMs: Int64
   public var platform: Platform
+  public var limits: UnpackLimits
 
-  public init(maxConcurrentDownloads: Int = 3, progressTimeoutMs: Int64 = 60_000, platform: Platform = .host) {
+  public init(
+    maxConcurrentDownloads: Int = 3, progressTimeoutMs: Int64 = 60_000, platform: Platform = .host,
+    limits: UnpackLimits = UnpackLimits()
+  ) {
     self.maxConcurrentDownloads = maxConcurrentDownloads
     self.progressTimeoutMs = progressTimeoutMs
     self.platform = platform
+    self.limits = limits
   }
 }
 
@@ -315,10 +320,12 @@ public actor ImagePuller {
     let missing = try layerStore.pinAndFindMissing(chain)
     defer { layerStore.unpin(chain) }
     var jobs: [LayerJob] = []
+    let budget = ImageByteBudget(limit: settings.limits.maxImageBytes)
     for (index, layer) in manifest.layers.enumerated() where missing.contains(chain[index]) {
       jobs.append(
         LayerJob(
-          source: source, descriptor: layer, diffID: diffIDs[index], chainID: chain[index], credentials: credentials))
+          source: source, descriptor: layer, diffID: diffIDs[index], chainID: chain[index], credentials: credentials,
+          limits: settings.limits, budget: budget))
     }
     try await fetchLayers(jobs, progress: progress)
 

@@ -13,6 +13,9 @@ struct LayerJob: Sendable {
   var diffID: String
   var chainID: String
   var credentials: RegistryCredentials?
+  var limits: UnpackLimits = UnpackLimits()
+  /// What the pull this layer belongs to may still unpack.
+  var budget: ImageByteBudget
 }
 
 /// Downloads one layer and unpacks it while it downloads: the HTTP body is hashed and
@@ -42,7 +45,10 @@ struct LayerFetcher: Sendable {
           compressed.closeRead()
         }
         do throws(CrispError) {
-          return .success(try LayerDecompressor.run(input: compressed.readEnd, output: uncompressed.writeEnd))
+          return .success(
+            try LayerDecompressor.run(
+              input: compressed.readEnd, output: uncompressed.writeEnd, mediaType: job.descriptor.mediaType,
+              limits: job.limits, budget: job.budget, storePath: layers.paths.tempDir))
         } catch { return .failure(error) }
       }
     }
@@ -50,7 +56,8 @@ struct LayerFetcher: Sendable {
       await BlockingWork.run { () -> Swift.Result<UnpackStats, UnpackError> in
         defer { uncompressed.closeRead() }
         do throws(UnpackError) {
-          let stats = try LayerUnpacker(destination: temp).unpack(fromFileDescriptor: uncompressed.readEnd)
+          let stats = try LayerUnpacker(destination: temp, limits: job.limits).unpack(
+            fromFileDescriptor: uncompressed.readEnd)
           // Bytes after the end-of-archive marker (tar padding) still belong to the
           // diff ID: read them so that the decompressor can finish.
           Self.drain(uncompressed.readEnd)
@@ -64,14 +71,26 @@ struct LayerFetcher: Sendable {
     let decompressed = await decompressing.value
     let unpacked = await unpacking.value
 
-    // The root cause first: a broken download, then a blob that is not what its
-    // descriptor says (its garbage also upsets the later stages), then a refused entry.
+    // The root cause first: a limit (which stops the other stages midway), a broken
+    // download, then a blob that is not what its descriptor says (its garbage also
+    // upsets the later stages), then a refused entry.
+    if case .failure(let error) = decompressed, error.code == .resourceExhausted {
+      throw CrispError(.resourceExhausted, "layer \(digest) of \(job.source.reference) is refused: \(error.message)")
+    }
+    if case .failure(.limitExceeded(let what)) = unpacked {
+      throw CrispError(.resourceExhausted, "layer \(digest) of \(job.source.reference) is refused: \(what)")
+    }
     if case .failure(let error) = download, error.code != .invalidArgument { throw error }
     if case .success(let (blobDigest, blobSize)) = download, blobSize != job.descriptor.size || blobDigest != digest {
       throw CrispError(
         .invalidArgument,
         "layer \(digest) of \(job.source.reference) from \(job.source.reference.registry) does not match its "
           + "descriptor: got \(blobDigest), \(blobSize) bytes (expected \(job.descriptor.size))")
+    }
+    // A blob that is what it says but decompresses to something refused (compressed twice,
+    // not what its media type says): the unpacker only saw the stream stop.
+    if case .failure(let error) = decompressed, error.code == .invalidArgument {
+      throw CrispError(.invalidArgument, "layer \(digest) of \(job.source.reference) is refused: \(error.message)")
     }
     let stats: UnpackStats
     switch unpacked {

@@ -246,8 +246,6 @@ final class LayerTree {
     guard DirectoryTree.remove(name, in: parent) else { throw SystemFailure(operation: "remove tree", errno: errno) }
   }
 
-
-
   // MARK: Directory times
 
   func deferTimes(of info: stat, components: [[UInt8]], atime: timespec, mtime: timespec) {

@@ -41,10 +41,12 @@ public struct LayerUnpacker: Sendable {
 
   /// The layer's directory: existing, empty, owned by imaged.
   public let destination: String
+  public let limits: UnpackLimits
 
   /// `destination` is an existing, empty directory owned by imaged.
-  public init(destination: String) {
+  public init(destination: String, limits: UnpackLimits = UnpackLimits()) {
     self.destination = destination
+    self.limits = limits
   }
 
   /// Reads one layer from `fd` until EOF (tar, plain or gzip or zstd, detected from the
@@ -81,7 +83,17 @@ public struct LayerUnpacker: Sendable {
     var stats = UnpackStats(entries: 0, bytes: 0)
     while let entry = try reader.next() {
       stats.entries += 1
+      guard stats.entries <= limits.maxLayerEntries else {
+        throw .limitExceeded("layer has more than \(limits.maxLayerEntries) entries (imaged.max_layer_entries)")
+      }
       let header = try EntryHeader(entry)
+      // (A path too long for Linux is refused by its length, by the writer.)
+      let depth = header.path.split(separator: UInt8(ascii: "/")).count
+      guard depth <= limits.maxPathDepth || header.path.count >= Self.maxPathLength else {
+        throw .limitExceeded(
+          "layer entry '\(header.name)' is \(depth) directories deep, more than \(limits.maxPathDepth) "
+            + "(imaged.max_path_depth)")
+      }
       defer { tree.endEntry() }
       stats.bytes += try writer.write(header)
     }

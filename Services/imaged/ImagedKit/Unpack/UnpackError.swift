@@ -47,6 +47,8 @@ public enum UnpackError: Error, Sendable, Equatable, CustomStringConvertible {
   case invalidOwner(entry: String)
   /// A system call failed while writing the entry.
   case io(entry: String, operation: String, errno: Int32)
+  /// One of `UnpackLimits` (`what` names it and its configuration key).
+  case limitExceeded(String)
 
   public var description: String {
     switch self {
@@ -76,6 +78,8 @@ public enum UnpackError: Error, Sendable, Equatable, CustomStringConvertible {
       return "layer entry '\(entry)' has an invalid uid or gid"
     case .io(let entry, let operation, let errno):
       return "cannot unpack layer entry '\(entry)': \(operation) failed: \(String(cString: strerror(errno)))"
+    case .limitExceeded(let what):
+      return what
     }
   }
 }

@@ -1,0 +1,66 @@
+import CRIAPI
+import CrispCore
+import CrispTestSupport
+import Foundation
+import GRPCCore
+import Testing
+
+/// What a pulled image may unpack to (`[imaged]` max_layer_bytes, max_image_bytes,
+/// max_layer_entries, max_path_depth, min_free_bytes): past any limit, PullImage fails
+/// with ResourceExhausted naming the key, and nothing of the image is stored.
+@Suite struct PullLimitTests {
+  func expectRefusal(
+    _ imagedConfig: String, image: String, code: RPCError.Code = .resourceExhausted, naming key: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+  ) async throws {
+    try await withRegistry { registry, _ in
+      try await withCrisp(imagedConfig: imagedConfig) { crisp in
+        try crisp.writeRegistriesConf(CrispInstance.insecureRegistry(registry.address))
+        try await crisp.startAll()
+        let error = await #expect(throws: RPCError.self, sourceLocation: sourceLocation) {
+          try await crisp.pull("\(registry.address)/\(image)")
+        }
+        #expect(error?.code == code, "\(String(describing: error))", sourceLocation: sourceLocation)
+        #expect(error?.message.contains(key) == true, "\(String(describing: error))", sourceLocation: sourceLocation)
+        #expect(try await crisp.listImages().isEmpty, sourceLocation: sourceLocation)
+        #expect(crisp.layerDirectories().isEmpty, "layers stored: \(crisp.layerDirectories())")
+        crisp.expectNoPartialPull(sourceLocation: sourceLocation)
+      }
+    }
+  }
+
+  @Test func aLayerOverMaxLayerBytesIsRefused() async throws {
+    try await expectRefusal("max_layer_bytes = 4194304", image: "crisp/limits:zeros", naming: "max_layer_bytes")
+  }
+
+  @Test func anImageOverMaxImageBytesIsRefused() async throws {
+    try await expectRefusal("max_image_bytes = 4194304", image: "crisp/limits:zeros", naming: "max_image_bytes")
+  }
+
+  @Test func tooManyEntriesOrTooDeepAPathIsRefused() async throws {
+    try await expectRefusal("max_layer_entries = 100", image: "crisp/limits:deep", naming: "max_layer_entries")
+    try await expectRefusal("max_path_depth = 100", image: "crisp/limits:deep", naming: "max_path_depth")
+  }
+
+  @Test func aPullThatWouldFillTheStoresFilesystemStops() async throws {
+    try await expectRefusal("min_free_bytes = 1125899906842624", image: "crisp/limits:zeros", naming: "min_free_bytes")
+  }
+
+  /// gzip of gzip: a blob of a few KB that libarchive would unwrap level after level.
+  @Test func aLayerCompressedTwiceIsRefused() async throws {
+    try await expectRefusal(
+      "", image: "crisp/limits:gzip-twice", code: .invalidArgument, naming: "compressed more than once")
+  }
+
+  @Test func withinTheLimitsTheSameImagesPull() async throws {
+    try await withRegistry { registry, _ in
+      try await withCrisp(imagedConfig: "max_layer_bytes = 16777216\nmax_path_depth = 700") { crisp in
+        try crisp.writeRegistriesConf(CrispInstance.insecureRegistry(registry.address))
+        try await crisp.startAll()
+        _ = try await crisp.pull("\(registry.address)/crisp/limits:zeros")
+        _ = try await crisp.pull("\(registry.address)/crisp/limits:deep")
+        #expect(try await crisp.listImages().count == 2)
+      }
+    }
+  }
+}
