@@ -104,6 +104,8 @@ extension CrispConfig {
       try imaged.string("auth_file", into: &config.imaged.authFile, check: absolutePath)
       try imaged.string("certs_dir", into: &config.imaged.certsDir, check: absolutePath)
       try imaged.int("max_concurrent_downloads", into: &config.imaged.maxConcurrentDownloads, range: 1...64)
+      try imaged.int("max_concurrent_pulls", into: &config.imaged.maxConcurrentPulls, range: 1...1024)
+      try imaged.int("max_queued_pulls", into: &config.imaged.maxQueuedPulls, range: 0...1024)
       try imaged.int("pull_progress_timeout_ms", into: &config.imaged.pullProgressTimeoutMs, range: 100...3_600_000)
       try imaged.strings("pinned_images", into: &config.imaged.pinnedImages) { $0.isEmpty ? "must not be empty" : nil }
       try imaged.int("max_layer_bytes", into: &config.imaged.maxLayerBytes, range: 1...(1 << 50))
@@ -113,6 +115,15 @@ extension CrispConfig {
       try imaged.int("min_free_bytes", into: &config.imaged.minFreeBytes, range: 0...(1 << 50))
       try imaged.string("log_level", into: &config.imaged.logLevel, check: optionalLogLevelName)
       try imaged.finish()
+    }
+    // Each waiting or running pull holds one of imaged's IPC contexts (ipc.server_workers).
+    let reserved = 4
+    let pulls = config.imaged.maxConcurrentPulls + config.imaged.maxQueuedPulls
+    if pulls > config.ipc.serverWorkers - reserved {
+      throw ConfigError(
+        file: file, key: "imaged.max_queued_pulls",
+        reason: "max_concurrent_pulls + max_queued_pulls (\(pulls)) must leave \(reserved) of ipc.server_workers "
+          + "(\(config.ipc.serverWorkers)) free for health and status calls")
     }
     if var netd = try top.subtable("netd") {
       try netd.string("cni_config_dir", into: &config.netd.cniConfigDir, check: absolutePath)

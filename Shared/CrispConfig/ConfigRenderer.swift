@@ -96,6 +96,10 @@ extension CrispConfig {
       certs_dir = \(quote(imaged.certsDir))
       # Layers downloaded at once per pull.
       max_concurrent_downloads = \(imaged.maxConcurrentDownloads)
+      # PullImage requests worked on at once, and waiting beyond those; more fail at once.
+      # Both together leave 4 of ipc.server_workers free for health and status calls.
+      max_concurrent_pulls = \(imaged.maxConcurrentPulls)
+      max_queued_pulls = \(imaged.maxQueuedPulls)
       # A pull that receives nothing for this long fails, in milliseconds.
       pull_progress_timeout_ms = \(imaged.pullProgressTimeoutMs)
       # Images kubelet's image garbage collection leaves alone.

@@ -112,6 +112,11 @@ public struct CrispConfig: Sendable, Equatable {
     public var certsDir = "/etc/containers/certs.d"
     /// Layers downloaded at once per pull.
     public var maxConcurrentDownloads = 3
+    /// PullImage requests worked on at once, and waiting beyond those; more fail at once
+    /// (ResourceExhausted). Both together stay 4 below ipc.server_workers, so that health
+    /// and status calls always find a free IPC context.
+    public var maxConcurrentPulls = 8
+    public var maxQueuedPulls = 16
     /// A pull that receives no byte for this long fails, in milliseconds.
     public var pullProgressTimeoutMs = 60_000
     /// Images kubelet's garbage collection must leave alone (shown as `pinned`).

@@ -3,6 +3,7 @@ import CrispCore
 import CrispTestSupport
 import Foundation
 import GRPCCore
+import Synchronization
 import Testing
 
 /// What a pulled image may unpack to (`[imaged]` max_layer_bytes, max_image_bytes,
@@ -63,4 +64,43 @@ import Testing
       }
     }
   }
+}
+
+/// Pulls that hang (a registry that stalls every blob) must not take imaged's every IPC
+/// context: health, and so RuntimeReady, is answered however many pulls kubelet starts.
+@Suite struct PullQueueTests {
+  @Test func hangingPullsBeyondTheQueueFailAtOnceAndStatusStaysReady() async throws {
+    try await withStalledRegistry { _, stalled, _ in
+      try await withCrisp(
+        imagedConfig: "pull_progress_timeout_ms = 20000\nmax_concurrent_pulls = 2\nmax_queued_pulls = 2"
+      ) { crisp in
+        try crisp.writeRegistriesConf(CrispInstance.insecureRegistry(stalled))
+        try await crisp.startAll()
+        // More hanging pulls than imaged has IPC contexts (ipc.server_workers = 32).
+        let refused = RefusedPulls()
+        let pulls = (0..<40).map { _ in
+          Task {
+            do {
+              _ = try await crisp.pull("\(stalled)/crisp/busybox:latest")
+            } catch let error as RPCError {
+              refused.errors.withLock { $0.append(error) }
+            }
+          }
+        }
+        defer { for pull in pulls { pull.cancel() } }
+        try await waitUntil("every pull beyond the 4 the queue holds is refused", timeout: .seconds(30)) {
+          refused.errors.withLock { $0.count } >= 36
+        }
+        let errors = refused.errors.withLock { $0 }
+        #expect(errors.count == 36)
+        #expect(errors.allSatisfy { $0.code == .resourceExhausted && $0.message.contains("max_queued_pulls") })
+        let status = try await crisp.status()
+        #expect(status.condition("RuntimeReady")?.status == true, "\(status)")
+      }
+    }
+  }
+}
+
+private final class RefusedPulls: Sendable {
+  let errors = Mutex<[RPCError]>([])
 }

@@ -8,13 +8,15 @@ import Logging
 struct ImageHandlers: Sendable {
   let store: ImageStore
   let puller: ImagePuller
+  let pulls: PullGate
   let logger: Logger
 
   func register(in router: inout IPCRouter) {
     router.register(ImagePull.self) { request in
-      let record = try await puller.pull(
-        request.image, credentials: try Self.credentials(request.auth), serverAddress: request.auth?.serverAddress ?? ""
-      )
+      let credentials = try Self.credentials(request.auth)
+      let record = try await pulls.run { () async throws(CrispError) in
+        try await puller.pull(request.image, credentials: credentials, serverAddress: request.auth?.serverAddress ?? "")
+      }
       return ImagePull.Response(image: store.info(record))
     }
     router.register(ImageList.self) { request in
@@ -35,7 +37,11 @@ struct ImageHandlers: Sendable {
       try await store.snapshotUsage(containerIDs: request.containerIDs)
     }
     router.register(SnapshotRelease.self) { request in
-      try store.releaseSnapshot(containerID: request.containerID)
+      // A container's writable layer can hold millions of files: off the async threads.
+      let released = await BlockingWork.result { () throws(CrispError) in
+        try store.releaseSnapshot(containerID: request.containerID)
+      }
+      try released.get()
       return Empty()
     }
   }

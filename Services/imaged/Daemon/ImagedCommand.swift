@@ -56,7 +56,8 @@ struct ImagedCommand: AsyncParsableCommand {
           maxLayerEntries: config.imaged.maxLayerEntries, maxPathDepth: config.imaged.maxPathDepth,
           minFreeBytes: Int64(config.imaged.minFreeBytes))),
       logger: logger)
-    let handlers = ImageHandlers(store: store, puller: puller, logger: logger)
+    let pulls = PullGate(maxRunning: config.imaged.maxConcurrentPulls, maxWaiting: config.imaged.maxQueuedPulls)
+    let handlers = ImageHandlers(store: store, puller: puller, pulls: pulls, logger: logger)
 
     let identity = DaemonIdentity(name: "imaged")
     var router = IPCRouter()

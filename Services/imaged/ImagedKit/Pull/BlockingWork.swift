@@ -6,8 +6,8 @@ import Synchronization
 
 /// Runs blocking work (libarchive reading a pipe, file writes) on its own thread, so
 /// that it never holds one of the few threads of Swift's cooperative pool.
-enum BlockingWork {
-  static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+public enum BlockingWork {
+  public static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
     await withCheckedContinuation { continuation in
       let box = Unmanaged.passRetained(Job(body: { continuation.resume(returning: body()) }))
       var thread = pthread_t()
@@ -25,6 +25,15 @@ enum BlockingWork {
         let job = box.takeRetainedValue()
         DispatchQueue.global().async { job.body() }
       }
+    }
+  }
+
+  /// `run` for work that throws.
+  public static func result<T: Sendable>(
+    _ body: @escaping @Sendable () throws(CrispError) -> T
+  ) async -> Result<T, CrispError> {
+    await run { () -> Result<T, CrispError> in
+      do throws(CrispError) { return .success(try body()) } catch { return .failure(error) }
     }
   }
 
