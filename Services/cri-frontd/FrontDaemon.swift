@@ -89,6 +89,8 @@ enum FrontDaemon {
       services: [runtimeService, ImageService(peers: peers, logger: logger)],
       interceptors: (tracing == nil ? [] : [RPCTracingInterceptor()]) + (metrics == nil ? [] : [MetricsInterceptor()]))
 
+    let sweeper = Task { await runtime.sweepOrphanedSnapshots() }
+    defer { sweeper.cancel() }
     try await withThrowingDiscardingTaskGroup { tasks in
       tasks.addTask {
         // The spans of the last calls are sent once the server has finished them.
@@ -111,6 +113,7 @@ enum FrontDaemon {
         // Event streams never end on their own: end them, and the event pump.
         shimEvents.close()
         control.close()
+        sweeper.cancel()
         runtimeService.events.close()
         server.beginGracefulShutdown()
         await streaming.stop()

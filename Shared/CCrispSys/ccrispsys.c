@@ -28,6 +28,8 @@ pid_t crisp_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 #endif
 int crisp_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
 
+int crisp_syncfs(int fd) { return syncfs(fd); }
+
 int crisp_open_in_root(int root_fd, const char *path, int flags, int no_symlinks) {
   struct open_how how = {0};
   how.flags = (unsigned long long)(flags | O_CLOEXEC);

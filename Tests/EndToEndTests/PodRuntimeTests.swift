@@ -1,5 +1,6 @@
 import CRIAPI
 import CrispCore
+import CrispIPC
 import CrispTestSupport
 import Foundation
 import GRPCCore
@@ -316,5 +317,36 @@ extension PodRuntimeTests {
       RuntimeLeftovers.shims(runRoot: runRoot).isEmpty && processIDs { $0 == "sleep \(marker) " }.isEmpty
     }
     #expect(!readWholeFile("/proc/self/mountinfo").contains(runRoot))
+  }
+}
+
+/// A snapshot imaged holds for a container frontd does not know (a CreateContainer whose
+/// undo could not reach imaged) is released when frontd starts, and periodically; those
+/// of known containers, and any made after frontd listed its containers, are kept.
+@Suite struct OrphanedSnapshotTests {
+  @Test func frontdHasImagedReleaseSnapshotsNoContainerOwns() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      let known = try await crisp.startSleeper(podID: podID, registry: registry, name: "known")
+      let imaged = try crisp.imagedClient()
+      defer { imaged.close() }
+      let orphan = String(repeating: "0", count: 63) + "1"
+      _ = try await imaged.call(SnapshotPrepare.self, .init(containerID: orphan, image: image))
+      let snapshots = crisp.imagesDir + "/snapshots"
+      #expect(FileManager.default.fileExists(atPath: snapshots + "/" + orphan))
+
+      // What frontd asks at start and every ten minutes.
+      let before = try await imaged.call(SnapshotReconcile.self, .init(containerIDs: [known], listedAt: 1))
+      #expect(before.released.isEmpty, "a snapshot made after the listing is kept")
+
+      try await crisp.stop(.frontd)
+      try crisp.start(.frontd)
+      try await crisp.waitForCRI()
+      try await waitUntil("frontd's sweep releases the orphan", timeout: .seconds(20)) {
+        !FileManager.default.fileExists(atPath: snapshots + "/" + orphan)
+      }
+      #expect(FileManager.default.fileExists(atPath: snapshots + "/" + known), "a known container's snapshot is kept")
+      #expect(try await crisp.execSync(known, ["true"]).exitCode == 0)
+    }
   }
 }

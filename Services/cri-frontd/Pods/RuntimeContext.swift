@@ -112,6 +112,37 @@ final class RuntimeContext: Sendable {
     return try await body()
   }
 
+  /// Has imaged release the snapshots of containers this frontd does not know (a create
+  /// or removal whose undo could not reach imaged). Containers are listed after
+  /// `listedAt`, and imaged keeps snapshots made after it: a CreateContainer under way
+  /// records its container before it asks for the snapshot. False when imaged did not answer.
+  @discardableResult
+  func releaseOrphanedSnapshots() async -> Bool {
+    let listedAt = WallClock.nowNanoseconds()
+    do throws(CrispError) {
+      let containers = try store.containers().map(\.id)
+      let reply = try await peers.imaged.call(
+        SnapshotReconcile.self, .init(containerIDs: containers, listedAt: listedAt))
+      if !reply.released.isEmpty {
+        logger.info("imaged released snapshots no container owns", metadata: ["containers": "\(reply.released)"])
+      }
+      return true
+    } catch {
+      logger.debug("orphaned snapshots not checked", metadata: ["error": "\(error)"])
+      return false
+    }
+  }
+
+  /// `releaseOrphanedSnapshots` every few seconds until imaged first answers, then every
+  /// ten minutes, until cancelled.
+  func sweepOrphanedSnapshots() async {
+    var answered = false
+    while !Task.isCancelled {
+      answered = await releaseOrphanedSnapshots() || answered
+      do { try await Task.sleep(for: answered ? .seconds(600) : .seconds(5)) } catch { return }
+    }
+  }
+
   /// After a reboot nothing of the pods' runtime state is left: every pod is shown not
   /// ready (and can be stopped and removed); a RunPodSandbox cut off by a crash is undone.
   func reconcile() async {

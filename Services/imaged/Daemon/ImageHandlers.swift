@@ -33,6 +33,13 @@ struct ImageHandlers: Sendable {
     router.register(SnapshotPrepare.self) { request in
       try store.prepareSnapshot(containerID: request.containerID, image: request.image)
     }
+    router.register(SnapshotReconcile.self) { request in
+      let keep = Set(request.containerIDs)
+      let released = await BlockingWork.result { () throws(CrispError) in
+        try store.releaseOrphanedSnapshots(keeping: keep, createdBefore: request.listedAt)
+      }
+      return SnapshotReconcile.Response(released: try released.get())
+    }
     router.register(SnapshotUsage.self) { request in
       try await store.snapshotUsage(containerIDs: request.containerIDs)
     }

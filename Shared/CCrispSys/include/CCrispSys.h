@@ -15,6 +15,8 @@ int crisp_capbset_read(int capability);
 int crisp_pipe2_cloexec(int fds[2]);
 pid_t crisp_gettid(void);
 int crisp_pidfd_open(pid_t pid);
+/// syncfs(2): flushes the filesystem that holds `fd` (a GNU extension Swift cannot see).
+int crisp_syncfs(int fd);
 /// openat2(2) with RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (and RESOLVE_NO_SYMLINKS when
 /// `no_symlinks`): `path` is resolved as if `root_fd` were `/`, so neither `..` nor a
 /// symlink can lead out of it, whatever an image put there.

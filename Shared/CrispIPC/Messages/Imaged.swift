@@ -224,6 +224,26 @@ public enum SnapshotRelease: IPCMethod {
   public typealias Response = Empty
 }
 
+/// Releases the snapshots of containers frontd does not know: what a CreateContainer or
+/// RemoveContainer left when imaged could not be reached to undo it. frontd lists its
+/// containers at `listedAt` (wall clock, ns); a snapshot made after that may belong to a
+/// CreateContainer under way and is kept.
+public enum SnapshotReconcile: IPCMethod {
+  public static let name = "snapshot.reconcile"
+  public struct Request: Codable, Sendable, Equatable {
+    public var containerIDs: [String]
+    public var listedAt: Int64
+    public init(containerIDs: [String], listedAt: Int64) {
+      self.containerIDs = containerIDs
+      self.listedAt = listedAt
+    }
+  }
+  public struct Response: Codable, Sendable, Equatable {
+    public var released: [String]
+    public init(released: [String]) { self.released = released }
+  }
+}
+
 /// Space taken by containers' writable layers (their overlay upper directories). imaged
 /// measures them because it can read every directory a container made there; frontd,
 /// holding no capability, cannot.

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CCrispSys
 import CrispCore
 import CrispOCI
 import Crypto
@@ -109,6 +110,7 @@ struct LayerFetcher: Sendable {
     }
 
     let usage = FileSystem.usage(temp)
+    try Self.flush(temp)
     let record = try layers.commit(
       temp: temp,
       record: LayerRecord(
@@ -165,6 +167,18 @@ struct LayerFetcher: Sendable {
       return .success(("sha256:" + Digest.hexString(hasher.finalize()), received))
     } catch {
       return .failure(error)
+    }
+  }
+
+  /// Writes the unpacked files to disk before the database records the layer: after a
+  /// power loss a recorded layer is whole (one syncfs per layer; the files were written
+  /// through the page cache).
+  private static func flush(_ directory: String) throws(CrispError) {
+    let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { throw CrispError(.internal, "cannot open \(directory): \(FileSystem.errnoText())") }
+    defer { close(fd) }
+    guard crisp_syncfs(fd) == 0 else {
+      throw CrispError(.internal, "syncfs of the image store failed: \(FileSystem.errnoText())")
     }
   }
 

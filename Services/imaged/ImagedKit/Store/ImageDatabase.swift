@@ -268,6 +268,13 @@ public final class ImageDatabase: Sendable {
     }
   }
 
+  /// Snapshots recorded before `time` (wall clock, ns).
+  public func snapshotContainerIDs(createdBefore time: Int64) throws(CrispError) -> [String] {
+    try read("list snapshots") { db in
+      try String.fetchAll(db, sql: "SELECT container_id FROM snapshots WHERE created < ?", arguments: [time])
+    }
+  }
+
   public func snapshotContainerIDs() throws(CrispError) -> [String] {
     try read("list snapshots") { db in try String.fetchAll(db, sql: "SELECT container_id FROM snapshots") }
   }

@@ -198,6 +198,19 @@ public final class ImageStore: Sendable {
     MergedLayers.readFile(path, lowers: lowers).map { String(decoding: $0, as: UTF8.self) } ?? ""
   }
 
+  /// Releases every snapshot recorded before `createdBefore` whose container is not in
+  /// `containers`; answers the containers released.
+  public func releaseOrphanedSnapshots(keeping containers: Set<String>, createdBefore: Int64) throws(CrispError)
+    -> [String]
+  {
+    let orphans = try database.snapshotContainerIDs(createdBefore: createdBefore).filter { !containers.contains($0) }
+    for id in orphans {
+      try releaseSnapshot(containerID: id)
+      logger.info("released the snapshot of a container frontd does not know", metadata: ["container": "\(id)"])
+    }
+    return orphans
+  }
+
   public func releaseSnapshot(containerID: String) throws(CrispError) {
     try Self.checkContainerID(containerID)
     FileSystem.removeTree(paths.snapshot(containerID))
