@@ -89,7 +89,7 @@ enum FrontDaemon {
       services: [runtimeService, ImageService(peers: peers, logger: logger)],
       interceptors: (tracing == nil ? [] : [RPCTracingInterceptor()]) + (metrics == nil ? [] : [MetricsInterceptor()]))
 
-    let sweeper = Task { await runtime.sweepOrphanedSnapshots() }
+    let sweeper = Task { await runtime.sweepOrphans() }
     defer { sweeper.cancel() }
     try await withThrowingDiscardingTaskGroup { tasks in
       tasks.addTask {

@@ -66,6 +66,10 @@ struct NetdCommand: AsyncParsableCommand {
     router.register(PodNetworkStatus.self) { request in try await networks.status(request.podID) }
     router.register(PodNetworkCheck.self) { request in try await networks.check(request.podID) }
     router.register(PodNetworkList.self) { _ in PodNetworkList.Response(pods: await networks.list()) }
+    router.register(PodNetworkReconcile.self) { request in
+      PodNetworkReconcile.Response(
+        tornDown: await networks.reconcile(keeping: Set(request.podIDs), before: request.listedAt))
+    }
     let counters = PodNetworkCounters(
       store: PodNetworkStore(directory: paths.cniCacheDir + "/pods"),
       pinner: NamespacePinner(directory: paths.namespacesDir))

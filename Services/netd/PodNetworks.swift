@@ -171,6 +171,28 @@ actor PodNetworks {
     store.all().map(\.info)
   }
 
+  /// Tears down every pod not in `keeping` whose record was last written before `before`
+  /// (wall clock, ns); answers those torn down.
+  func reconcile(keeping: Set<String>, before: Int64) async -> [String] {
+    var tornDown: [String] = []
+    for record in store.all() where !keeping.contains(record.podID) {
+      var info = stat()
+      guard stat(store.path(record.podID), &info) == 0 else { continue }
+      let written = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+      guard written < before else { continue }
+      do throws(CrispError) {
+        try await teardown(record.podID)
+        tornDown.append(record.podID)
+        logger.info("tore down the network of a pod frontd does not know", metadata: ["pod": "\(record.podID)"])
+      } catch {
+        logger.warning(
+          "cannot tear down the network of a pod frontd does not know",
+          metadata: ["pod": "\(record.podID)", "error": "\(error)"])
+      }
+    }
+    return tornDown
+  }
+
   private func tearDownLocked(_ podID: String) async throws(CrispError) {
     guard let record = try store.load(podID) else {
       pinner.unpin(podID)

@@ -321,10 +321,11 @@ extension PodRuntimeTests {
 }
 
 /// A snapshot imaged holds for a container frontd does not know (a CreateContainer whose
-/// undo could not reach imaged) is released when frontd starts, and periodically; those
-/// of known containers, and any made after frontd listed its containers, are kept.
+/// undo could not reach imaged), and a pod network netd holds for a pod frontd does not
+/// know, are released when frontd starts, and periodically; those of known containers
+/// and pods, and any made after frontd listed its records, are kept.
 @Suite struct OrphanedSnapshotTests {
-  @Test func frontdHasImagedReleaseSnapshotsNoContainerOwns() async throws {
+  @Test func frontdHasImagedAndNetdReleaseWhatNoContainerOrPodOwns() async throws {
     try await withContainerRuntime { crisp, registry, podID in
       let image = "\(registry.address)/crisp/busybox:latest"
       let known = try await crisp.startSleeper(podID: podID, registry: registry, name: "known")
@@ -338,6 +339,14 @@ extension PodRuntimeTests {
       // What frontd asks at start and every ten minutes.
       let before = try await imaged.call(SnapshotReconcile.self, .init(containerIDs: [known], listedAt: 1))
       #expect(before.released.isEmpty, "a snapshot made after the listing is kept")
+      // And a pod network netd set up for a pod frontd never recorded.
+      let netd = try IPCClient(peer: "netd", address: CrispPaths.ipcAddress(crisp.paths.netdSocket))
+      defer { netd.close() }
+      let orphanPod = String(repeating: "0", count: 63) + "2"
+      let network = try await netd.call(
+        PodNetworkSetup.self,
+        .init(podID: orphanPod, podName: "orphan", podNamespace: "default", podUID: "uid-orphan"))
+      #expect(crisp.mounts().contains { $0.contains(network.namespaces.network) })
 
       try await crisp.stop(.frontd)
       try crisp.start(.frontd)
@@ -346,6 +355,11 @@ extension PodRuntimeTests {
         !FileManager.default.fileExists(atPath: snapshots + "/" + orphan)
       }
       #expect(FileManager.default.fileExists(atPath: snapshots + "/" + known), "a known container's snapshot is kept")
+      try await waitUntil("frontd's sweep tears the orphan pod's network down", timeout: .seconds(20)) {
+        (try? await netd.call(PodNetworkStatus.self, .init(podID: orphanPod))) == nil
+      }
+      #expect(!crisp.mounts().contains { $0.contains(orphanPod) }, "the orphan pod's namespaces are unpinned")
+      #expect(try await netd.call(PodNetworkStatus.self, .init(podID: podID)).ips.count == 1, "the known pod keeps its")
       #expect(try await crisp.execSync(known, ["true"]).exitCode == 0)
     }
   }

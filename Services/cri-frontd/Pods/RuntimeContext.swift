@@ -112,13 +112,15 @@ final class RuntimeContext: Sendable {
     return try await body()
   }
 
-  /// Has imaged release the snapshots of containers this frontd does not know (a create
-  /// or removal whose undo could not reach imaged). Containers are listed after
-  /// `listedAt`, and imaged keeps snapshots made after it: a CreateContainer under way
-  /// records its container before it asks for the snapshot. False when imaged did not answer.
+  /// Has imaged release the snapshots of containers this frontd does not know, and netd
+  /// tear down the networks of pods it does not know (a create or removal whose undo
+  /// could not reach them). Records are listed after `listedAt`, and the peers keep what
+  /// they made after it: a RunPodSandbox or CreateContainer under way records its pod or
+  /// container before it asks. False when either peer did not answer.
   @discardableResult
-  func releaseOrphanedSnapshots() async -> Bool {
+  func releaseOrphans() async -> Bool {
     let listedAt = WallClock.nowNanoseconds()
+    var answered = true
     do throws(CrispError) {
       let containers = try store.containers().map(\.id)
       let reply = try await peers.imaged.call(
@@ -126,19 +128,29 @@ final class RuntimeContext: Sendable {
       if !reply.released.isEmpty {
         logger.info("imaged released snapshots no container owns", metadata: ["containers": "\(reply.released)"])
       }
-      return true
     } catch {
       logger.debug("orphaned snapshots not checked", metadata: ["error": "\(error)"])
-      return false
+      answered = false
     }
+    do throws(CrispError) {
+      let pods = try store.pods().map(\.id)
+      let reply = try await peers.netd.call(
+        PodNetworkReconcile.self, .init(podIDs: pods, listedAt: listedAt), timeoutMs: networkTimeoutMs)
+      if !reply.tornDown.isEmpty {
+        logger.info("netd tore down networks no pod owns", metadata: ["pods": "\(reply.tornDown)"])
+      }
+    } catch {
+      logger.debug("orphaned pod networks not checked", metadata: ["error": "\(error)"])
+      answered = false
+    }
+    return answered
   }
 
-  /// `releaseOrphanedSnapshots` every few seconds until imaged first answers, then every
-  /// ten minutes, until cancelled.
-  func sweepOrphanedSnapshots() async {
-    var answered = false
+  /// `releaseOrphans` every few seconds until both peers have answered, then every ten
+  /// minutes, until cancelled.
+  func sweepOrphans() async {
     while !Task.isCancelled {
-      answered = await releaseOrphanedSnapshots() || answered
+      let answered = await releaseOrphans()
       do { try await Task.sleep(for: answered ? .seconds(600) : .seconds(5)) } catch { return }
     }
   }

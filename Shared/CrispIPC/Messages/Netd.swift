@@ -127,6 +127,26 @@ public enum PodNetworkTeardown: IPCMethod {
   public typealias Response = Empty
 }
 
+/// Tears down the pods frontd does not know: what a RunPodSandbox or RemovePodSandbox
+/// left when netd could not be reached to undo it. frontd lists its pods after
+/// `listedAt` (wall clock, ns); a pod netd set up after that may be a RunPodSandbox
+/// under way, and is kept.
+public enum PodNetworkReconcile: IPCMethod {
+  public static let name = "netd.reconcile"
+  public struct Request: Codable, Sendable, Equatable {
+    public var podIDs: [String]
+    public var listedAt: Int64
+    public init(podIDs: [String], listedAt: Int64) {
+      self.podIDs = podIDs
+      self.listedAt = listedAt
+    }
+  }
+  public struct Response: Codable, Sendable, Equatable {
+    public var tornDown: [String]
+    public init(tornDown: [String]) { self.tornDown = tornDown }
+  }
+}
+
 /// The pod's namespaces and IPs from netd's cache; `notFound` for an unknown pod.
 public enum PodNetworkStatus: IPCMethod {
   public static let name = "netd.status"
