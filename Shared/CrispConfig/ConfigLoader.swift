@@ -107,7 +107,13 @@ extension CrispConfig {
       try imaged.int("max_concurrent_pulls", into: &config.imaged.maxConcurrentPulls, range: 1...1024)
       try imaged.int("max_queued_pulls", into: &config.imaged.maxQueuedPulls, range: 0...1024)
       try imaged.int("pull_progress_timeout_ms", into: &config.imaged.pullProgressTimeoutMs, range: 100...3_600_000)
-      try imaged.strings("pinned_images", into: &config.imaged.pinnedImages) { $0.isEmpty ? "must not be empty" : nil }
+      try imaged.strings("pinned_images", into: &config.imaged.pinnedImages) { pattern in
+        if pattern.isEmpty || pattern == "*" || pattern == "**" { return "must name an image or a pattern" }
+        let inner = pattern.dropFirst(pattern.hasPrefix("*") && pattern.count > 2 ? 1 : 0).dropLast(
+          pattern.hasSuffix("*") ? 1 : 0)
+        return inner.contains("*")
+          ? "\"\(pattern)\": a '*' may end a pattern (a glob) or start and end one (a keyword), nowhere else" : nil
+      }
       try imaged.int("max_layer_bytes", into: &config.imaged.maxLayerBytes, range: 1...(1 << 50))
       try imaged.int("max_image_bytes", into: &config.imaged.maxImageBytes, range: 1...(1 << 50))
       try imaged.int("max_layer_entries", into: &config.imaged.maxLayerEntries, range: 1...1_000_000_000)

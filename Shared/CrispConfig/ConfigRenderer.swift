@@ -102,7 +102,8 @@ extension CrispConfig {
       max_queued_pulls = \(imaged.maxQueuedPulls)
       # A pull that receives nothing for this long fails, in milliseconds.
       pull_progress_timeout_ms = \(imaged.pullProgressTimeoutMs)
-      # Images kubelet's image garbage collection leaves alone.
+      # Images kubelet's image garbage collection leaves alone: exact names, globs ending
+      # in * ("registry.k8s.io/pause*"), keywords between two * ("*pause*"), as CRI-O.
       pinned_images = [\(imaged.pinnedImages.map(quote).joined(separator: ", "))]
       # What an image may unpack to; past any limit a pull fails (ResourceExhausted) and
       # leaves nothing behind: uncompressed bytes of one layer and of a whole image,

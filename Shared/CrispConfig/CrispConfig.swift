@@ -119,7 +119,9 @@ public struct CrispConfig: Sendable, Equatable {
     public var maxQueuedPulls = 16
     /// A pull that receives no byte for this long fails, in milliseconds.
     public var pullProgressTimeoutMs = 60_000
-    /// Images kubelet's garbage collection must leave alone (shown as `pinned`).
+    /// Images kubelet's garbage collection must leave alone (shown as `pinned`): exact
+    /// names, globs ending in `*` (`registry.k8s.io/pause*`), keywords between two `*`
+    /// (`*pause*`), as CRI-O reads its `pinned_images`.
     public var pinnedImages = ["registry.k8s.io/pause:3.10"]
     /// What an image may unpack to: a layer's and a whole image's uncompressed bytes, a
     /// layer's entries, the directories of one entry's path. Past any of them a pull

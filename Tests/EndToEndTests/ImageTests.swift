@@ -201,6 +201,26 @@ import Testing
     }
   }
 
+  /// pinned_images as CRI-O reads it: exact names, globs ending in `*`, keywords.
+  @Test func pinnedImagePatternsMarkTheImagesTheyMatch() async throws {
+    try await withRegistry { registry, _ in
+      let patterns = ["\(registry.address)/crisp/busy*", "*/layers:*", "\(registry.address)/crisp/docker:latest"]
+      let list = patterns.map { "\"\($0)\"" }.joined(separator: ", ")
+      try await withCrisp(imagedConfig: "pinned_images = [\(list)]") { crisp in
+        try crisp.writeRegistriesConf(CrispInstance.insecureRegistry(registry.address))
+        try await crisp.startAll()
+        let expected = [
+          "crisp/busybox:latest": true, "crisp/busybox:zstd": true, "crisp/layers:latest": true,
+          "crisp/docker:latest": true, "crisp/multi:latest": false, "crisp/limits:zeros": false,
+        ]
+        for (name, pinned) in expected {
+          _ = try await crisp.pull("\(registry.address)/\(name)")
+          #expect(try await crisp.imageStatus("\(registry.address)/\(name)").image.pinned == pinned, "\(name)")
+        }
+      }
+    }
+  }
+
   @Test func mirrorsServeImagesUnderTheirOwnNames() async throws {
     try await withRegistry { registry, images in
       try await withCrisp(imagedConfig: "pinned_images = [\"registry.k8s.io/pause:3.10\"]") { crisp in

@@ -14,7 +14,7 @@ public final class ImageStore: Sendable {
   public let database: ImageDatabase
   public let layers: LayerStore
   private let registries: RegistriesConfig
-  private let pinned: Set<String>
+  private let pinned: PinnedImages
   private let logger: Logger
 
   public init(
@@ -29,7 +29,7 @@ public final class ImageStore: Sendable {
     try FileSystem.makeDirectory(paths.emptyLayer, mode: 0o755)
     database = try ImageDatabase(path: paths.database)
     layers = LayerStore(paths: paths, database: database)
-    self.pinned = Set(pinnedImages.compactMap { (try? registries.qualify($0))?.first?.description })
+    self.pinned = PinnedImages(pinnedImages, registries: registries)
   }
 
   /// Removes what an interrupted pull or removal left: temporary files, layer
@@ -96,7 +96,7 @@ public final class ImageStore: Sendable {
   public func info(_ record: ImageRecord) -> ImageInfo {
     ImageInfo(
       id: record.id, repoTags: record.repoTags, repoDigests: record.repoDigests, size: record.size,
-      config: Self.runtimeConfig(record.configJSON), pinned: record.repoTags.contains { pinned.contains($0) })
+      config: Self.runtimeConfig(record.configJSON), pinned: record.repoTags.contains { pinned.matches($0) })
   }
 
   static func runtimeConfig(_ json: String) -> ImageRuntimeConfig {
