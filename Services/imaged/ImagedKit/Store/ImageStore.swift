@@ -37,6 +37,7 @@ public final class ImageStore: Sendable {
   public func cleanUpAfterRestart() throws(CrispError) {
     for name in FileSystem.list(paths.tempDir) { FileSystem.removeTree(paths.tempDir + "/" + name) }
     try removeUnusedLayers()
+    try removeUnreferencedBlobs()
     let recordedLayers = Set(try database.allLayerChainIDs().map { String($0.dropFirst(7)) })
     for name in FileSystem.list(paths.layersDir) where !recordedLayers.contains(name) {
       logger.info("removing an unrecorded layer directory", metadata: ["layer": "\(name)"])
@@ -50,6 +51,24 @@ public final class ImageStore: Sendable {
 
   private func removeUnusedLayers() throws(CrispError) {
     try layers.collectUnused()
+  }
+
+  /// Deletes the stored manifests, indexes and configs no image refers to any more:
+  /// they were kept for good before, one set per image ever pulled. (Nothing reads them
+  /// back: a pull that loses its blob to a removal running at the same time loses nothing.)
+  private func removeUnreferencedBlobs() throws(CrispError) {
+    var referenced = Set<String>()
+    func hex(_ digest: Substring) -> String { String(digest.split(separator: ":").last ?? "") }
+    for image in try database.images() {
+      referenced.insert(hex(Substring(image.id)))
+      referenced.insert(hex(Substring(image.manifestDigest)))
+      for name in image.repoDigests {
+        if let digest = name.split(separator: "@").last { referenced.insert(hex(digest)) }
+      }
+    }
+    for name in FileSystem.list(paths.blobsDir) where !referenced.contains(name) {
+      unlink(paths.blob(name))
+    }
   }
 
   // MARK: Lookup
@@ -123,6 +142,7 @@ public final class ImageStore: Sendable {
     }
     guard outcome == .deleted else { return false }
     try removeUnusedLayers()
+    try removeUnreferencedBlobs()
     logger.info("image removed", metadata: ["id": "\(record.id)"])
     return true
   }
