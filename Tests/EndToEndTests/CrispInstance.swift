@@ -100,10 +100,13 @@ final class CrispInstance: @unchecked Sendable {
     readWholeFile("/proc/self/mountinfo").split(separator: "\n").map(String.init).filter { $0.contains(dir) }
   }
 
-  func start(_ daemon: Daemon, arguments: [String] = []) throws {
+  /// Starts `daemon`; `wrapper` (a command that execs its arguments, such as prlimit)
+  /// runs it, under the same pid.
+  func start(_ daemon: Daemon, arguments: [String] = [], wrapper: [String] = []) throws {
     let process = Process()
-    process.executableURL = URL(fileURLWithPath: binaryPath(daemon.rawValue))
-    process.arguments = ["--config", configPath] + arguments
+    let command = wrapper + [binaryPath(daemon.rawValue), "--config", configPath] + arguments
+    process.executableURL = URL(fileURLWithPath: command[0])
+    process.arguments = Array(command.dropFirst())
     let logPath = dir + "/\(daemon.rawValue).log"
     _ = FileManager.default.createFile(atPath: logPath, contents: nil)
     let log = FileHandle(forWritingAtPath: logPath)!
@@ -117,8 +120,8 @@ final class CrispInstance: @unchecked Sendable {
     }
   }
 
-  func startAll() async throws {
-    try start(.imaged)
+  func startAll(imagedWrapper: [String] = []) async throws {
+    try start(.imaged, wrapper: imagedWrapper)
     try start(.netd)
     try start(.frontd)
     try await waitForCRI()

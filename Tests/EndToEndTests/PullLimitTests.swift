@@ -53,6 +53,24 @@ import Testing
       "", image: "crisp/limits:gzip-twice", code: .invalidArgument, naming: "compressed more than once")
   }
 
+  /// A layer of 600 directories, each given its times at the end, pulled by an imaged
+  /// allowed 160 descriptors: the unpacker holds a bounded few, not one per directory.
+  @Test func aLayerOfManyDirectoriesUnpacksUnderALowDescriptorLimit() async throws {
+    try await withRegistry { registry, _ in
+      try await withCrisp(imagedConfig: "max_path_depth = 700") { crisp in
+        try crisp.writeRegistriesConf(CrispInstance.insecureRegistry(registry.address))
+        try await crisp.startAll(imagedWrapper: ["/usr/bin/prlimit", "--nofile=160:160", "--"])
+        let imaged = try #require(crisp.pid(.imaged))
+        let limits = readWholeFile("/proc/\(imaged)/limits").split(separator: "\n").first {
+          $0.hasPrefix("Max open files")
+        }
+        #expect(limits?.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first == "160")
+        _ = try await crisp.pull("\(registry.address)/crisp/limits:deep")
+        #expect(try await crisp.listImages().count == 1)
+      }
+    }
+  }
+
   @Test func withinTheLimitsTheSameImagesPull() async throws {
     try await withRegistry { registry, _ in
       try await withCrisp(imagedConfig: "max_layer_bytes = 16777216\nmax_path_depth = 700") { crisp in

@@ -32,6 +32,8 @@ enum ResolveFailure: Error {
 /// unpack, used by one thread.
 final class LayerTree {
   static let directoryFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+  /// Directories a path walk holds open at most (see `walk`).
+  static let openWindow = 16
 
   let rootFD: Int32
   /// Resolved directories by the entry-path components that named them. Entries of a tar
@@ -98,12 +100,23 @@ final class LayerTree {
     // The open directories from the root down to the current one (the root itself is not
     // in it), and the components still to resolve, last first; `fromLink` marks those
     // that came from a symlink target.
+    // Only the last `openWindow` are held open (-1 marks one closed): a path 600
+    // directories deep must not take 600 descriptors. A closed one is opened again
+    // through `..` of its child, a real directory reached without symlinks.
     var stack: [Int32] = []
     var pending: [(name: [UInt8], fromLink: Bool)] = components.reversed().map { ($0, false) }
     var symlinks = 0
     func closeAll() {
-      for fd in stack { _ = Glibc.close(fd) }
+      for fd in stack where fd >= 0 { _ = Glibc.close(fd) }
       stack.removeAll()
+    }
+    func push(_ fd: Int32) {
+      stack.append(fd)
+      let oldest = stack.count - Self.openWindow - 1
+      if oldest >= 0, stack[oldest] >= 0 {
+        _ = Glibc.close(stack[oldest])
+        stack[oldest] = -1
+      }
     }
 
     while let (name, fromLink) = pending.popLast() {
@@ -113,13 +126,22 @@ final class LayerTree {
           closeAll()
           throw .escapes
         }
+        if let parent = stack.indices.last, stack[parent] < 0 {
+          stack[parent] = openat(top, "..", Self.directoryFlags)
+          if stack[parent] < 0 {
+            let failure = SystemFailure(operation: "openat ..", errno: errno)
+            _ = Glibc.close(top)
+            closeAll()
+            throw .system(failure)
+          }
+        }
         _ = Glibc.close(top)
         continue
       }
       let current = stack.last ?? rootFD
       let fd = withCName(name) { openat(current, $0, Self.directoryFlags) }
       if fd >= 0 {
-        stack.append(fd)
+        push(fd)
         continue
       }
       let openErrno = errno
@@ -134,7 +156,7 @@ final class LayerTree {
           throw .missing
         }
         do {
-          stack.append(try makeImplicitDirectory(in: current, name))
+          push(try makeImplicitDirectory(in: current, name))
         } catch {
           closeAll()
           throw .system(error)
