@@ -39,19 +39,4 @@ extension RuntimeService {
       return response
     }
   }
-
-  func reopenContainerLog(request: Runtime_V1_ReopenContainerLogRequest, context: ServerContext) async throws
-    -> Runtime_V1_ReopenContainerLogResponse
-  {
-    try await rpc { () async throws(CrispError) in
-      guard let record = try runtime.resolveContainer(request.containerID) else {
-        throw CrispError(.notFound, "container \"\(request.containerID)\" not found")
-      }
-      guard let shim = runtime.shims.client(record.id) else {
-        throw CrispError(.failedPrecondition, "container \(record.id) is not running")
-      }
-      _ = try await shim.call(ShimReopenLog.self, Empty())
-      return .init()
-    }
-  }
 }

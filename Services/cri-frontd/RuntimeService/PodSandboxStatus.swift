@@ -48,12 +48,4 @@ extension RuntimeService {
     status.runtimeHandler = pod.runtimeHandler
     return status
   }
-
-  static func decodePodConfig(_ pod: PodRecord) throws(CrispError) -> Runtime_V1_PodSandboxConfig {
-    do {
-      return try Runtime_V1_PodSandboxConfig(serializedBytes: pod.config)
-    } catch {
-      throw CrispError(.internal, "stored config of pod \(pod.id) cannot be decoded: \(error)")
-    }
-  }
 }
