@@ -334,3 +334,71 @@ extension CrispInstance {
     return try await withRuntime { try await $0.execSync(request) }
   }
 }
+
+/// Recursive read-only mounts and the supplemental-groups policy, announced in Status and
+/// seen from inside the container and in ContainerStatus.
+@Suite struct MountAndGroupFeatureTests {
+  @Test func aRecursiveReadOnlyMountMakesItsSubmountsReadOnlyToo() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let status = try await crisp.status()
+      #expect(status.runtimeHandlers.first { $0.name == "runc" }?.features.recursiveReadOnlyMounts == true)
+      #expect(status.features.supplementalGroupsPolicy)
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let host = try makeTemporaryDirectory(prefix: "crisp-rro")
+      let submount = host + "/tmpfs"
+      mkdir(submount, 0o755)
+      #expect(mount("none", submount, "tmpfs", 0, "size=1m") == 0)
+      defer {
+        umount2(submount, Int32(MNT_DETACH))
+        try? FileManager.default.removeItem(atPath: host)
+      }
+      func start(_ name: String, recursive: Bool) async throws -> String {
+        let id = try await crisp.createContainer(podID: podID, name: name, image: image, command: ["sleep", "1000"]) {
+          var volume = Runtime_V1_Mount()
+          volume.hostPath = host
+          volume.containerPath = "/mnt"
+          volume.readonly = true
+          volume.recursiveReadOnly = recursive
+          $0.config.mounts = [volume]
+        }
+        try await crisp.startContainer(id)
+        return id
+      }
+      let plain = try await start("ro", recursive: false)
+      let recursive = try await start("rro", recursive: true)
+      #expect(
+        try await crisp.execSync(plain, ["touch", "/mnt/tmpfs/plain"]).exitCode == 0, "a submount stays writable")
+      let refused = try await crisp.execSync(recursive, ["touch", "/mnt/tmpfs/recursive"])
+      #expect(refused.exitCode != 0)
+      #expect(String(decoding: refused.stderr, as: UTF8.self).contains("Read-only file system"))
+      #expect(try await crisp.execSync(recursive, ["touch", "/mnt/top"]).exitCode != 0)
+    }
+  }
+
+  /// The fixture image's /etc/group puts crispuser (1234) into crispextra (4321).
+  @Test func supplementalGroupsFollowThePolicyAndContainerStatusShowsThem() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      for (policy, expected) in [
+        (Runtime_V1_SupplementalGroupsPolicy.merge, [1234, 555, 4321] as [Int64]), (.strict, [1234, 555]),
+      ] {
+        let id = try await crisp.createContainer(
+          podID: podID, name: "groups-\(policy)", image: image, command: ["sleep", "1000"]
+        ) {
+          $0.config.linux.securityContext.runAsUser.value = 1234
+          $0.config.linux.securityContext.supplementalGroups = [555]
+          $0.config.linux.securityContext.supplementalGroupsPolicy = policy
+        }
+        try await crisp.startContainer(id)
+        let user = try await crisp.containerStatus(id).status.user.linux
+        #expect(user.uid == 1234 && user.gid == 1234, "\(policy): \(user)")
+        #expect(user.supplementalGroups.sorted() == expected.sorted(), "\(policy): \(user)")
+        let inside = String(decoding: try await crisp.execSync(id, ["id", "-G"]).stdout, as: UTF8.self)
+        #expect(
+          Set(inside.split(whereSeparator: \.isWhitespace).compactMap { Int64($0) }) == Set(expected), "\(inside)")
+      }
+    }
+  }
+}

@@ -428,12 +428,42 @@ private let defaultCaps = [
         image.image.image = "sha256:abc"
         $0.config.mounts = [image]
       }?.message.contains("image volume") == true)
+  }
+
+  /// `recursive_read_only`, as kubelet validates it: read-only and private, and only where
+  /// the handler's runtime can (`rro`); FailedPrecondition elsewhere.
+  @Test func recursiveReadOnlyMounts() throws {
+    func rro(readonly: Bool = true, propagation: Runtime_V1_MountPropagation = .propagationPrivate) -> Runtime_V1_Mount
+    {
+      var mount = mount("/r", "/x", readonly: readonly)
+      mount.recursiveReadOnly = true
+      mount.propagation = propagation
+      return mount
+    }
+    let spec = try build {
+      $0.options.recursiveReadOnlyMounts = true
+      $0.config.mounts = [rro()]
+    }
+    let built = try #require(spec.mounts?.first { $0.destination == "/r" })
+    #expect(built.options?.contains("rro") == true && built.options?.contains("ro") == true, "\(built)")
     #expect(
       failure {
-        var rro = mount("/r", "/x", readonly: true)
-        rro.recursiveReadOnly = true
-        $0.config.mounts = [rro]
-      }?.message.contains("recursive read-only") == true)
+        $0.options.recursiveReadOnlyMounts = true
+        $0.config.mounts = [rro(readonly: false)]
+      }?.message.contains("needs readonly") == true)
+    for propagation in [Runtime_V1_MountPropagation.propagationHostToContainer, .propagationBidirectional] {
+      #expect(
+        failure {
+          $0.options.recursiveReadOnlyMounts = true
+          $0.config.mounts = [rro(propagation: propagation)]
+        }?.message.contains("PROPAGATION_PRIVATE") == true)
+    }
+    do {
+      _ = try build { $0.config.mounts = [rro()] }
+      Issue.record("built a recursive read-only mount on a handler that cannot")
+    } catch let error as CrispError {
+      #expect(error.code == .failedPrecondition && error.message.contains("recursive_read_only"), "\(error)")
+    }
   }
 
   @Test func imageVolumesAreNotedOnly() throws {

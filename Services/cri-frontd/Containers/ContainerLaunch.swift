@@ -22,7 +22,8 @@ extension RuntimeService {
       cgroupParent: config.linux.cgroupParent)
   }
 
-  func specOptions() throws(CrispError) -> SpecOptions {
+  /// `handler`: the pod's runtime handler, whose features the spec may use.
+  func specOptions(handler: String = "") throws(CrispError) -> SpecOptions {
     let profile = try ContainerSeccompProfile.load(path: runtime.config.frontd.seccompProfile)
     let ownOOM =
       Int(readWholeFileOrEmpty("/proc/self/oom_score_adj").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
@@ -38,7 +39,8 @@ extension RuntimeService {
       defaultSeccompProfile: profile,
       seccompDefaultWhenUnset: runtime.config.frontd.seccompUseDefaultWhenEmpty,
       kernelVersion: KernelVersion(Self.kernelRelease()),
-      minimumOOMScoreAdj: ownOOM)
+      minimumOOMScoreAdj: ownOOM,
+      recursiveReadOnlyMounts: runtime.handlerFeatures[handler]?.recursiveReadOnlyMounts ?? false)
   }
 
   static func kernelRelease() -> String {

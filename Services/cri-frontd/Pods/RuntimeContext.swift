@@ -4,6 +4,7 @@ import CrispIPC
 import CrispLinux
 import Foundation
 import Logging
+import SpecBuilder
 
 /// What the RuntimeService's calls share: configuration, the metadata store, the IPC
 /// peers, and one lock per pod so that calls on one pod run one at a time.
@@ -15,6 +16,8 @@ final class RuntimeContext: Sendable {
   let podLocks = KeyedLock(timeoutMs: 120_000)
   let containerLocks = KeyedLock(timeoutMs: 120_000)
   let shims: ShimClients
+  /// What each handler's runtime can do here, by handler name ("" is runc's).
+  let handlerFeatures: [String: HandlerFeatures]
   /// Starts shimd and the runtime: frontd itself may not (see Launcher).
   let launcher: Launcher
   let logger: Logger
@@ -30,6 +33,14 @@ final class RuntimeContext: Sendable {
     try makePrivateDirectory(paths.containersDir)
     store = try MetadataStore(path: paths.database)
     shims = ShimClients(paths: paths)
+    var features: [String: HandlerFeatures] = [:]
+    let kernel = KernelVersion(RuntimeService.kernelRelease())
+    for handler in [""] + config.frontd.runtimeHandlers.keys.sorted() {
+      guard let path = config.frontd.runtimePath(handler: handler) else { continue }
+      features[handler] = HandlerFeatures.probe(runtimePath: path, kernel: kernel)
+    }
+    features["runc"] = features[""]
+    handlerFeatures = features
   }
 
   /// The shimd executable: configured, or the one beside this cri-frontd.

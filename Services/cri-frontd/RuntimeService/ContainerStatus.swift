@@ -131,6 +131,35 @@ extension RuntimeService {
     status.mounts = view.config.mounts
     status.logPath = record.logPath
     if view.config.hasLinux { status.resources.linux = view.config.linux.resources }
+    if view.state == .containerRunning, view.pid > 0, let user = Self.processUser(view.pid) {
+      status.user.linux = user
+    }
     return status
+  }
+
+  /// The uid, gid and supplementary groups the container's first process really has, from
+  /// /proc (what kubelet shows for supplementalGroupsPolicy); nil once it is gone.
+  static func processUser(_ pid: Int32) -> Runtime_V1_LinuxContainerUser? {
+    var user = Runtime_V1_LinuxContainerUser()
+    var found = 0
+    for line in readWholeFileOrEmpty("/proc/\(pid)/status").split(separator: "\n") {
+      let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
+      guard let key = fields.first else { continue }
+      switch key {
+      case "Uid:":
+        guard fields.count > 1, let uid = Int64(fields[1]) else { return nil }
+        user.uid = uid
+        found += 1
+      case "Gid:":
+        guard fields.count > 1, let gid = Int64(fields[1]) else { return nil }
+        user.gid = gid
+        found += 1
+      case "Groups:":
+        user.supplementalGroups = fields.dropFirst().compactMap { Int64($0) }
+        found += 1
+      default: continue
+      }
+    }
+    return found == 3 ? user : nil
   }
 }

@@ -73,7 +73,7 @@ extension RuntimeService {
         SpecInputs(
           containerID: id, config: config, sandboxConfig: podConfig, image: image.config,
           pod: context, users: UserDatabase(passwd: snapshot.passwd, group: snapshot.group),
-          options: try specOptions(), targetPIDNamespacePath: target))
+          options: try specOptions(handler: pod.runtimeHandler), targetPIDNamespacePath: target))
       for note in built.notes { logger.debug("spec", metadata: ["container": "\(id)", "note": "\(note)"]) }
       try bundle.write(spec: try SpecBuilder.encode(built.spec), rootfs: snapshot.mount)
       try await launchShim(

@@ -48,20 +48,26 @@ extension RuntimeService {
 
     var response = Runtime_V1_StatusResponse()
     response.status.conditions = [runtime, network]
-    // The default handler ("") is runc; recursive read-only mounts and user namespaces
-    // are not offered (SpecBuilder refuses them).
+    // The default handler ("") is runc. Recursive read-only mounts where the handler's
+    // runtime and the kernel can (probed at start); user namespaces are not offered.
     response.runtimeHandlers = ([""] + ["runc"] + self.runtime.config.frontd.runtimeHandlers.keys.sorted()).map {
       var handler = Runtime_V1_RuntimeHandler()
       handler.name = $0
       handler.features = Runtime_V1_RuntimeHandlerFeatures()
+      handler.features.recursiveReadOnlyMounts = self.runtime.handlerFeatures[$0]?.recursiveReadOnlyMounts ?? false
       return handler
     }
+    // SpecBuilder applies supplemental_groups_policy (Merge, Strict), and ContainerStatus
+    // reports the groups the process really has.
+    response.features.supplementalGroupsPolicy = true
     if request.verbose {
       response.info = [
         "cri-frontd": Self.describe(
           ["version": CrispVersion.string, "pid": Int(getpid()), "uptimeSeconds": identity.uptimeSeconds]),
         "imaged": Self.describe(imagedHealth),
         "netd": Self.describe(netdHealth),
+        "features": Self.describe(
+          self.runtime.handlerFeatures.filter { !$0.value.reasons.isEmpty }.mapValues { $0.reasons }),
       ]
     }
     return response

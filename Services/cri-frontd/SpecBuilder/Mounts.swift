@@ -30,7 +30,7 @@ extension SpecBuilder {
   /// (`rslave` for HOST_TO_CONTAINER, `rshared` for BIDIRECTIONAL, else nil).
   static func mounts(
     config: Runtime_V1_ContainerConfig, pod: PodContext, image: ImageRuntimeConfig, privileged: Bool,
-    readonlyRootfs: Bool, notes: inout [String]
+    readonlyRootfs: Bool, recursiveReadOnly: Bool = false, notes: inout [String]
   ) throws(CrispError) -> (mounts: [RuntimeSpec.Mount], rootfsPropagation: String?) {
     var criMounts: [RuntimeSpec.Mount] = []
     var destinations = Set<String>()
@@ -57,10 +57,25 @@ extension SpecBuilder {
       if !mount.uidMappings.isEmpty || !mount.gidMappings.isEmpty {
         throw CrispError(.invalidArgument, "\(field): ID-mapped mounts are not supported")
       }
-      if mount.recursiveReadOnly {
-        throw CrispError(.invalidArgument, "\(field): recursive read-only mounts are not supported")
-      }
       var options = [mount.readonly ? "ro" : "rw", "rbind"]
+      if mount.recursiveReadOnly {
+        // As kubelet validates it: the whole tree read-only needs a read-only, private mount.
+        guard mount.readonly else {
+          throw CrispError(.invalidArgument, "\(field).recursive_read_only needs readonly")
+        }
+        guard mount.propagation == .propagationPrivate else {
+          throw CrispError(
+            .invalidArgument, "\(field).recursive_read_only needs propagation PROPAGATION_PRIVATE")
+        }
+        guard recursiveReadOnly else {
+          throw CrispError(
+            .failedPrecondition,
+            "\(field).recursive_read_only: this runtime handler cannot make a mount read-only recursively "
+              + "(its runtime lacks the rro mount option, or the kernel mount_setattr)")
+        }
+        // runc's rro: mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE) over the bind's tree.
+        options.append("rro")
+      }
       switch mount.propagation {
       case .propagationPrivate:
         options.append("rprivate")

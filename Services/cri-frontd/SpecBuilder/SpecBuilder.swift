@@ -125,6 +125,9 @@ public struct SpecOptions: Sendable {
   public var defaultUlimits: [RuntimeSpec.POSIXRlimit]
   /// The root filesystem path written to `root.path`: relative to the bundle.
   public var rootPath: String
+  /// The handler's runtime takes the `rro` mount option (runc ≥ 1.1 on a kernel with
+  /// mount_setattr, ≥ 5.12): `Mount.recursive_read_only` can be honoured.
+  public var recursiveReadOnlyMounts: Bool
 
   /// CRI-O's default capabilities.
   public static let crioDefaultCapabilities = [
@@ -139,7 +142,7 @@ public struct SpecOptions: Sendable {
     architecture: String = ContainerSeccompProfile.nativeArchitecture, kernelVersion: KernelVersion? = nil,
     minimumOOMScoreAdj: Int = -1000, minimumMemoryLimit: Int64 = 12 * 1024 * 1024, pidsLimit: Int64? = nil,
     appArmorAvailable: Bool = false, appArmorDefaultProfile: String? = nil,
-    defaultUlimits: [RuntimeSpec.POSIXRlimit] = [], rootPath: String = "rootfs"
+    defaultUlimits: [RuntimeSpec.POSIXRlimit] = [], rootPath: String = "rootfs", recursiveReadOnlyMounts: Bool = false
   ) {
     self.cgroupDriver = cgroupDriver
     self.defaultCgroupParent = defaultCgroupParent
@@ -158,6 +161,7 @@ public struct SpecOptions: Sendable {
     self.appArmorDefaultProfile = appArmorDefaultProfile
     self.defaultUlimits = defaultUlimits
     self.rootPath = rootPath
+    self.recursiveReadOnlyMounts = recursiveReadOnlyMounts
   }
 }
 
@@ -226,7 +230,8 @@ public enum SpecBuilder {
     // Filesystem.
     let (mounts, propagation) = try self.mounts(
       config: config, pod: inputs.pod, image: inputs.image, privileged: privileged,
-      readonlyRootfs: security.readonlyRootfs, notes: &notes)
+      readonlyRootfs: security.readonlyRootfs, recursiveReadOnly: inputs.options.recursiveReadOnlyMounts,
+      notes: &notes)
 
     // Linux.
     var linux = RuntimeSpec.Linux()
