@@ -178,8 +178,11 @@ actor PodNetworks {
     for record in store.all() where !keeping.contains(record.podID) {
       var info = stat()
       guard stat(store.path(record.podID), &info) == 0 else { continue }
+      // File times come from the kernel's coarse clock, a tick behind frontd's: a record
+      // written just after `before` could look older. A second of margin keeps a
+      // RunPodSandbox under way out of the sweep.
       let written = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
-      guard written < before else { continue }
+      guard written + 1_000_000_000 < before else { continue }
       do throws(CrispError) {
         try await teardown(record.podID)
         tornDown.append(record.podID)

@@ -109,8 +109,8 @@ extension CrispConfig {
       try imaged.int("pull_progress_timeout_ms", into: &config.imaged.pullProgressTimeoutMs, range: 100...3_600_000)
       try imaged.strings("pinned_images", into: &config.imaged.pinnedImages) { pattern in
         if pattern.isEmpty || pattern == "*" || pattern == "**" { return "must name an image or a pattern" }
-        let inner = pattern.dropFirst(pattern.hasPrefix("*") && pattern.count > 2 ? 1 : 0).dropLast(
-          pattern.hasSuffix("*") ? 1 : 0)
+        let keyword = pattern.count > 2 && pattern.hasPrefix("*") && pattern.hasSuffix("*")
+        let inner = pattern.dropFirst(keyword ? 1 : 0).dropLast(pattern.hasSuffix("*") ? 1 : 0)
         return inner.contains("*")
           ? "\"\(pattern)\": a '*' may end a pattern (a glob) or start and end one (a keyword), nowhere else" : nil
       }

@@ -70,6 +70,7 @@ import Testing
     Bad(toml: "[ipc]\nserver_workers = 16", key: "imaged.max_queued_pulls", reason: "free for health"),
     Bad(toml: "[imaged]\npinned_images = [\"a*b\"]", key: "imaged.pinned_images", reason: "nowhere else"),
     Bad(toml: "[imaged]\npinned_images = [\"*\"]", key: "imaged.pinned_images", reason: "must name"),
+    Bad(toml: "[imaged]\npinned_images = [\"*pause\"]", key: "imaged.pinned_images", reason: "nowhere else"),
     Bad(toml: "root = \"relative/path\"", key: "root", reason: "absolute path"),
     Bad(toml: "run_root = \"/tmp/crisp-conformance.nApThM/run\"", key: "run_root", reason: "at most 32"),
     Bad(toml: "log_level = \"loud\"", key: "log_level", reason: "unknown log level"),

@@ -131,6 +131,11 @@ final class CrispInstance: @unchecked Sendable {
       guard let info = try? await self.status(verbose: true).info else { return false }
       return ["imaged", "netd"].allSatisfy { info[$0].map { !$0.contains("\"reachable\":false") } ?? false }
     }
+    // frontd's first sweep for orphans (then every ten minutes): a test that makes
+    // snapshots or pod networks straight through imaged or netd starts after it.
+    try await waitUntil("cri-frontd's first sweep for orphans", timeout: .seconds(20)) {
+      self.log(.frontd).contains("orphans swept")
+    }
   }
 
   /// Starts the daemons exactly as `make run` does: `deploy/crisp-run` from the checkout,

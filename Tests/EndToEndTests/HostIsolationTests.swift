@@ -143,7 +143,9 @@ import Testing
       try FileManager.default.createSymbolicLink(atPath: logs + "/link", withDestinationPath: outside)
       try FileManager.default.createSymbolicLink(atPath: logs + "/file-link.log", withDestinationPath: outside + "/f")
 
-      func refusal(_ name: String, _ change: @escaping (inout Runtime_V1_CreateContainerRequest) -> Void) async -> String {
+      func refusal(_ name: String, _ change: @escaping (inout Runtime_V1_CreateContainerRequest) -> Void) async
+        -> String
+      {
         let error = await #expect(throws: RPCError.self, "\(name)") {
           try await crisp.createContainer(podID: podID, name: name, image: image, command: ["true"], configure: change)
         }

@@ -348,6 +348,12 @@ extension PodRuntimeTests {
         .init(podID: orphanPod, podName: "orphan", podNamespace: "default", podUID: "uid-orphan"))
       #expect(crisp.mounts().contains { $0.contains(network.namespaces.network) })
 
+      // netd keeps a second of margin for its coarse file times: the orphan must be older.
+      let record = crisp.paths.root + "/cni/pods/\(orphanPod).json"
+      try await waitUntil("the orphan's network record is over a second old", timeout: .seconds(10)) {
+        let written = (try? FileManager.default.attributesOfItem(atPath: record)[.modificationDate] as? Date) ?? nil
+        return written.map { Date().timeIntervalSince($0) > 1.2 } ?? false
+      }
       try await crisp.stop(.frontd)
       try crisp.start(.frontd)
       try await crisp.waitForCRI()

@@ -34,8 +34,11 @@ import Testing
     try await expectRefusal("max_layer_bytes = 4194304", image: "crisp/limits:zeros", naming: "max_layer_bytes")
   }
 
+  /// Two layers of 3 MiB: each passes max_layer_bytes, the image does not pass max_image_bytes.
   @Test func anImageOverMaxImageBytesIsRefused() async throws {
-    try await expectRefusal("max_image_bytes = 4194304", image: "crisp/limits:zeros", naming: "max_image_bytes")
+    try await expectRefusal(
+      "max_layer_bytes = 4194304\nmax_image_bytes = 5242880", image: "crisp/limits:two-layers",
+      naming: "max_image_bytes")
   }
 
   @Test func tooManyEntriesOrTooDeepAPathIsRefused() async throws {
@@ -47,10 +50,12 @@ import Testing
     try await expectRefusal("min_free_bytes = 1125899906842624", image: "crisp/limits:zeros", naming: "min_free_bytes")
   }
 
-  /// gzip of gzip: a blob of a few KB that libarchive would unwrap level after level.
+  /// gzip of gzip (a blob of a few KB libarchive would unwrap level after level), gzip
+  /// under a plain tar media type, gzip under zstd: one level is unwrapped, by the media type.
   @Test func aLayerCompressedTwiceIsRefused() async throws {
-    try await expectRefusal(
-      "", image: "crisp/limits:gzip-twice", code: .invalidArgument, naming: "compressed more than once")
+    for image in ["crisp/limits:gzip-twice", "crisp/limits:tar-holding-gzip", "crisp/limits:zstd-over-gzip"] {
+      try await expectRefusal("", image: image, code: .invalidArgument, naming: "compressed more than once")
+    }
   }
 
   /// A layer of 600 directories, each given its times at the end, pulled by an imaged
@@ -78,7 +83,8 @@ import Testing
         try await crisp.startAll()
         _ = try await crisp.pull("\(registry.address)/crisp/limits:zeros")
         _ = try await crisp.pull("\(registry.address)/crisp/limits:deep")
-        #expect(try await crisp.listImages().count == 2)
+        _ = try await crisp.pull("\(registry.address)/crisp/limits:two-layers")
+        #expect(try await crisp.listImages().count == 3)
       }
     }
   }

@@ -10,7 +10,8 @@ import Testing
 @Suite struct PullStressTests {
   static let images = [
     "crisp/busybox:latest", "crisp/busybox:zstd", "crisp/busybox:user", "crisp/docker:latest", "crisp/multi:latest",
-    "crisp/multi:dockerlist", "crisp/layers:latest", "crisp/limits:zeros", "crisp/limits:deep", "crisp/hostile:work",
+    "crisp/multi:dockerlist", "crisp/layers:latest", "crisp/limits:zeros", "crisp/limits:two-layers",
+    "crisp/hostile:work",
   ]
 
   struct Usage: CustomStringConvertible {
@@ -34,20 +35,25 @@ import Testing
   }
 
   /// Pulls `count` images (round robin), `width` at a time; every `cancelEvery`-th pull
-  /// is cancelled soon after it starts.
-  static func pulls(_ crisp: CrispInstance, registry: String, count: Int, width: Int, cancelEvery: Int) async {
-    await withTaskGroup(of: Void.self) { group in
+  /// is cancelled soon after it starts (the pull after it takes the next image, so that
+  /// every image is also pulled to its end). Answers how many pulls succeeded.
+  static func pulls(_ crisp: CrispInstance, registry: String, count: Int, width: Int, cancelEvery: Int) async -> Int {
+    await withTaskGroup(of: Bool.self) { group in
+      var succeeded = 0
       for index in 0..<count {
-        if index >= width { await group.next() }
+        if index >= width, let done = await group.next(), done { succeeded += 1 }
         group.addTask {
-          let pull = Task { _ = try? await crisp.pull("\(registry)/\(images[index % images.count])") }
+          let image = images[(index + index / cancelEvery) % images.count]
+          let pull = Task { (try? await crisp.pull("\(registry)/\(image)")) != nil }
           if index % cancelEvery == cancelEvery - 1 {
             try? await Task.sleep(for: .milliseconds(Int.random(in: 5...60)))
             pull.cancel()
           }
-          await pull.value
+          return await pull.value
         }
       }
+      for await done in group where done { succeeded += 1 }
+      return succeeded
     }
   }
 
@@ -62,15 +68,19 @@ import Testing
         try await crisp.startAll()
         let imaged = try #require(crisp.pid(.imaged))
         // One round first: the HTTP client's pool, NNG's contexts and the allocator warm up.
-        await Self.pulls(crisp, registry: registry.address, count: 10, width: 10, cancelEvery: 1_000)
+        #expect(await Self.pulls(crisp, registry: registry.address, count: 10, width: 10, cancelEvery: 1_000) == 10)
         try await Self.removeAll(crisp)
         let before = Self.usage(crisp, imaged: imaged)
 
-        await Self.pulls(crisp, registry: registry.address, count: 100, width: 10, cancelEvery: 5)
-        #expect(try await crisp.listImages().count >= 1, "pulls that were not cancelled stored their images")
-        try await Self.removeAll(crisp)
-        #expect(try await crisp.listImages().isEmpty)
-        crisp.expectNoPartialPull()
+        let succeeded = await Self.pulls(crisp, registry: registry.address, count: 100, width: 10, cancelEvery: 5)
+        #expect(succeeded >= 80, "\(succeeded) of the 80 pulls not cancelled succeeded")
+        // A cancelled CRI call does not stop imaged's pull (kubelet's neither): it may still
+        // record its image; removal is repeated until imaged is done.
+        try await waitUntil("every image is removed and imaged is idle", timeout: .seconds(60)) {
+          try await Self.removeAll(crisp)
+          let temp = (try? FileManager.default.contentsOfDirectory(atPath: crisp.imagesDir + "/tmp")) ?? []
+          return try await crisp.listImages().isEmpty && temp.isEmpty && crisp.layerDirectories().isEmpty
+        }
         #expect(crisp.layerDirectories().isEmpty, "layers left: \(crisp.layerDirectories())")
         var after = Self.usage(crisp, imaged: imaged)
         try await waitUntil("imaged's descriptors come back", timeout: .seconds(30)) {

@@ -993,6 +993,19 @@ def build_standard():
     once = gzip.compress(zeros_tar, mtime=0)
     twice = Layer(OCI_LAYER_GZIP, sha256_digest(once), data=gzip.compress(once, mtime=0))
     out.append(("crisp/limits:gzip-twice", Image([twice], cfg, comment="gzip of gzip"), ok))
+    # A media type that says less than the bytes hold: gzip under "tar", gzip under zstd.
+    hidden = Layer(OCI_LAYER_TAR, sha256_digest(once), data=once)
+    out.append(("crisp/limits:tar-holding-gzip", Image([hidden], cfg, comment="gzip as tar"), ok))
+    zstd_gzip = run(["zstd", "-q", "-c", "-3"], input=once, stdout=subprocess.PIPE).stdout
+    nested = Layer(OCI_LAYER_ZSTD, sha256_digest(once), data=zstd_gzip)
+    out.append(("crisp/limits:zstd-over-gzip", Image([nested], cfg, comment="zstd of gzip"), ok))
+    # Two layers of 3 MiB each: each under a per-layer limit of 4 MiB, 6 MiB together.
+    halves = []
+    for name in ("first", "second"):
+        half = TarBuilder()
+        half.file(name, bytes(3 << 20))
+        halves.append(make_layer(half.bytes()))
+    out.append(("crisp/limits:two-layers", Image(halves, cfg, comment="two 3 MiB layers"), ok))
     deep = TarBuilder()
     for depth in range(1, 601):
         deep.dir("/".join(["d"] * depth))

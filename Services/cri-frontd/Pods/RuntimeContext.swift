@@ -157,12 +157,13 @@ final class RuntimeContext: Sendable {
     return answered
   }
 
-  /// `releaseOrphans` every few seconds until both peers have answered, then every ten
+  /// `releaseOrphans` every second until both peers have answered, then every ten
   /// minutes, until cancelled.
   func sweepOrphans() async {
     while !Task.isCancelled {
       let answered = await releaseOrphans()
-      do { try await Task.sleep(for: answered ? .seconds(600) : .seconds(5)) } catch { return }
+      if answered { logger.debug("orphans swept") }
+      do { try await Task.sleep(for: answered ? .seconds(600) : .seconds(1)) } catch { return }
     }
   }
 

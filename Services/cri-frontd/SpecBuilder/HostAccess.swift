@@ -45,19 +45,30 @@ public struct HostAccess: Sendable {
     },
     allDevices: { liveHostDevices() })
 
+  /// O_PATH (Linux, x86_64 and arm64), which Glibc's Swift overlay does not export.
+  static let openPath: Int32 = 0o10_000_000
+
   /// A regular file of at most 4 MiB: a path a CRI client names may be a FIFO (the read
   /// would block frontd), a device or anything else on the node.
   static func readRegularFile(_ path: String) throws(CrispError) -> String {
     guard path.hasPrefix("/") else { throw CrispError(.invalidArgument, "\(path): not an absolute path") }
-    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+    // O_PATH first: opening a device runs its driver's open (a watchdog arms, a tape
+    // rewinds) before any fstat could refuse it. The regular file is then reopened
+    // through the descriptor, so it is the same file that was checked.
+    let handle = open(path, Self.openPath | O_CLOEXEC)
+    guard handle >= 0 else {
+      throw CrispError(.notFound, "\(path): cannot read: \(String(cString: strerror(errno)))")
+    }
+    defer { close(handle) }
+    var info = stat()
+    guard fstat(handle, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+      throw CrispError(.invalidArgument, "\(path): not a regular file")
+    }
+    let fd = open("/proc/self/fd/\(handle)", O_RDONLY | O_CLOEXEC | O_NOCTTY)
     guard fd >= 0 else {
       throw CrispError(.notFound, "\(path): cannot read: \(String(cString: strerror(errno)))")
     }
     defer { close(fd) }
-    var info = stat()
-    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
-      throw CrispError(.invalidArgument, "\(path): not a regular file")
-    }
     let limit = 4 << 20
     guard info.st_size <= limit else {
       throw CrispError(.invalidArgument, "\(path): \(info.st_size) bytes, more than \(limit)")

@@ -318,7 +318,8 @@ public actor ImagePuller {
     let chain = chainIDs(diffIDs: diffIDs)
     // Pinned until the image is recorded: removal of another image leaves them alone.
     let missing = try layerStore.pinAndFindMissing(chain)
-    defer { layerStore.unpin(chain) }
+    var pinned = true
+    defer { if pinned { layerStore.unpin(chain) } }
     var jobs: [LayerJob] = []
     let budget = ImageByteBudget(limit: settings.limits.maxImageBytes)
     for (index, layer) in manifest.layers.enumerated() where missing.contains(chain[index]) {
@@ -327,7 +328,16 @@ public actor ImagePuller {
           source: source, descriptor: layer, diffID: diffIDs[index], chainID: chain[index], credentials: credentials,
           limits: settings.limits, budget: budget))
     }
-    try await fetchLayers(jobs, progress: progress)
+    do {
+      try await fetchLayers(jobs, progress: progress)
+    } catch {
+      // The layers this pull stored before another failed belong to no image: gone now,
+      // not at the next removal (a refused image leaves nothing behind).
+      layerStore.unpin(chain)
+      pinned = false
+      try? layerStore.collectUnused()
+      throw error
+    }
 
     for document in documents + [(manifest.config.digest, configBytes)] {
       let hex = String(document.digest.dropFirst(7))

@@ -85,6 +85,15 @@ enum LayerDecompressor {
       let n = buffer.withUnsafeMutableBytes { archive_read_data(archive, $0.baseAddress, $0.count) }
       if n == 0 { break }
       if n < 0 { throw CrispError(.invalidArgument, "layer cannot be decompressed: \(message(archive))") }
+      // What one level gave must be a tar, not another compressed stream (a media type
+      // that says less than the bytes hold): the unpacker would refuse it anyway, but
+      // this names the cause.
+      if total == 0, let inner = LayerStream.compression(Array(buffer[0..<min(n, 6)])) {
+        throw CrispError(
+          .invalidArgument,
+          "layer is compressed more than once (\(inner) inside the \(compression.rawValue) its media type "
+            + "\"\(mediaType)\" names); crisp unwraps one level")
+      }
       total += Int64(n)
       guard total <= limits.maxLayerBytes else {
         throw CrispError(

@@ -57,7 +57,7 @@ struct LayerFetcher: Sendable {
       await BlockingWork.run { () -> Swift.Result<UnpackStats, UnpackError> in
         defer { uncompressed.closeRead() }
         do throws(UnpackError) {
-          let stats = try LayerUnpacker(destination: temp, limits: job.limits).unpack(
+          let stats = try LayerUnpacker(destination: temp, limits: job.limits, plainTar: true).unpack(
             fromFileDescriptor: uncompressed.readEnd)
           // Bytes after the end-of-archive marker (tar padding) still belong to the
           // diff ID: read them so that the decompressor can finish.
@@ -82,7 +82,11 @@ struct LayerFetcher: Sendable {
       throw CrispError(.resourceExhausted, "layer \(digest) of \(job.source.reference) is refused: \(what)")
     }
     if case .failure(let error) = download, error.code != .invalidArgument { throw error }
-    if case .success(let (blobDigest, blobSize)) = download, blobSize != job.descriptor.size || blobDigest != digest {
+    // A download cut short because the later stages stopped reading: their error is the
+    // cause, not the size of what was read before.
+    if case .success(let (blobDigest, blobSize, complete)) = download, complete,
+      blobSize != job.descriptor.size || blobDigest != digest
+    {
       throw CrispError(
         .invalidArgument,
         "layer \(digest) of \(job.source.reference) from \(job.source.reference.registry) does not match its "
@@ -100,7 +104,12 @@ struct LayerFetcher: Sendable {
     case .success(let value):
       stats = value
     }
-    let blobSize = try download.get().1
+    let (_, blobSize, complete) = try download.get()
+    guard complete else {
+      throw CrispError(
+        .invalidArgument,
+        "layer \(digest) of \(job.source.reference) has bytes after the end of its compressed stream")
+    }
     let diff = try decompressed.get()
     guard diff.diffID == job.diffID else {
       throw CrispError(
@@ -125,10 +134,11 @@ struct LayerFetcher: Sendable {
     return record
   }
 
-  /// Streams the blob into the pipe, hashing it; answers its digest and size.
+  /// Streams the blob into the pipe, hashing it; answers its digest and size, and whether
+  /// it was read to its end (false when the decompressor stopped reading first).
   private func download(
     _ job: LayerJob, into pipe: Pipe, progress: LayerProgress
-  ) async -> Swift.Result<(String, Int64), CrispError> {
+  ) async -> Swift.Result<(String, Int64, Bool), CrispError> {
     let digest = job.descriptor.digest
     let expected = job.descriptor.size
     do throws(CrispError) {
@@ -136,6 +146,7 @@ struct LayerFetcher: Sendable {
       let writer = PipeWriter(fd: pipe.writeEnd, label: "crisp.layer." + digest)
       var hasher = SHA256()
       var received: Int64 = 0
+      var complete = true
       var lastLog = MonotonicClock.milliseconds()
       do {
         for try await buffer in response.body {
@@ -148,7 +159,10 @@ struct LayerFetcher: Sendable {
           }
           hasher.update(data: bytes)
           progress.advance(bytes: bytes.count)
-          guard await writer.write(bytes) else { break }  // the unpacker stopped: its error tells why
+          guard await writer.write(bytes) else {  // the later stages stopped: their error tells why
+            complete = false
+            break
+          }
           let now = MonotonicClock.milliseconds()
           if now - lastLog >= 5_000 {
             lastLog = now
@@ -164,7 +178,7 @@ struct LayerFetcher: Sendable {
         throw CrispError(
           .unavailable, "download of layer \(digest) from \(job.source.reference.registry) failed: \(error)")
       }
-      return .success(("sha256:" + Digest.hexString(hasher.finalize()), received))
+      return .success(("sha256:" + Digest.hexString(hasher.finalize()), received, complete))
     } catch {
       return .failure(error)
     }

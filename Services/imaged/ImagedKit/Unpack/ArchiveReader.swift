@@ -16,8 +16,10 @@ final class ArchiveReader {
   /// How much of the current entry's data has been read (by every `readData` call).
   private var receivedOfEntry: Int64 = 0
 
-  init(fd: Int32) throws(UnpackError) {
-    stream = try LayerStream(fd: fd)
+  /// `plainTar`: the stream is already decompressed (the pull's decompressor did it, by
+  /// the media type): compressed bytes here are refused, not unwrapped once more.
+  init(fd: Int32, plainTar: Bool = false) throws(UnpackError) {
+    stream = try LayerStream(fd: fd, plainTar: plainTar)
     guard let archive = archive_read_new() else { throw .archive("cannot allocate a libarchive reader") }
     self.archive = archive
     var status = archive_read_support_format_tar(archive)
@@ -164,13 +166,18 @@ final class LayerStream {
 
   private var decompressor: OpaquePointer? = nil
 
-  init(fd: Int32) throws(UnpackError) {
+  init(fd: Int32, plainTar: Bool = false) throws(UnpackError) {
     self.fd = fd
     input = .allocate(byteCount: inputCapacity, alignment: 64)
     do throws(StreamError) {
       _ = try fill(atLeast: 6)
       let magic = Array(UnsafeRawBufferPointer(start: input + inputStart, count: min(inputCount, 6)))
-      if magic.starts(with: [0x1f, 0x8b]) {
+      if plainTar {
+        if let name = Self.compression(magic) {
+          throw StreamError(message: "the decompressed layer is itself compressed (\(name)); crisp unwraps one level")
+        }
+        try startLibarchive(zstd: false)
+      } else if magic.starts(with: [0x1f, 0x8b]) {
         try startGzip()
       } else if let name = Self.unsupportedCompression(magic) {
         throw StreamError(message: "the layer is compressed with \(name); crisp unpacks gzip, zstd or plain tar")
@@ -181,6 +188,13 @@ final class LayerStream {
       close()
       throw .archive(error.message)
     }
+  }
+
+  /// The compression the first bytes of a stream show, if any.
+  static func compression(_ magic: [UInt8]) -> String? {
+    if magic.starts(with: [0x1f, 0x8b]) { return "gzip" }
+    if magic.starts(with: [0x28, 0xb5, 0x2f, 0xfd]) { return "zstd" }
+    return unsupportedCompression(magic)
   }
 
   static func unsupportedCompression(_ magic: [UInt8]) -> String? {
@@ -326,12 +340,12 @@ final class LayerStream {
 
   // MARK: zstd or none, through libarchive
 
-  private func startLibarchive() throws(StreamError) {
+  private func startLibarchive(zstd: Bool = true) throws(StreamError) {
     guard let decompressor = archive_read_new() else {
       throw StreamError(message: "cannot allocate a libarchive reader", errno: ENOMEM)
     }
     self.decompressor = decompressor
-    var status = archive_read_support_filter_zstd(decompressor)
+    var status = zstd ? archive_read_support_filter_zstd(decompressor) : ARCHIVE_OK
     if status == ARCHIVE_OK { status = archive_read_support_format_raw(decompressor) }
     if status == ARCHIVE_OK {
       status = archive_read_open(decompressor, Unmanaged.passUnretained(self).toOpaque(), nil, readRaw, nil)

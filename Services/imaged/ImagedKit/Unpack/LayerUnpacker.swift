@@ -42,11 +42,15 @@ public struct LayerUnpacker: Sendable {
   /// The layer's directory: existing, empty, owned by imaged.
   public let destination: String
   public let limits: UnpackLimits
+  /// The input is an uncompressed tar (a pull decompresses by the media type first):
+  /// compressed bytes are refused rather than unwrapped.
+  public let plainTar: Bool
 
   /// `destination` is an existing, empty directory owned by imaged.
-  public init(destination: String, limits: UnpackLimits = UnpackLimits()) {
+  public init(destination: String, limits: UnpackLimits = UnpackLimits(), plainTar: Bool = false) {
     self.destination = destination
     self.limits = limits
+    self.plainTar = plainTar
   }
 
   /// Reads one layer from `fd` until EOF (tar, plain or gzip or zstd, detected from the
@@ -76,7 +80,7 @@ public struct LayerUnpacker: Sendable {
       throw .io(entry: ".", operation: error.operation, errno: error.errno)
     }
     defer { tree.close() }
-    let reader = try ArchiveReader(fd: fd)
+    let reader = try ArchiveReader(fd: fd, plainTar: plainTar)
     defer { reader.close() }
 
     let writer = EntryWriter(tree: tree, reader: reader)
