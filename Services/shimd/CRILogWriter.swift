@@ -28,10 +28,15 @@ final class CRILogWriter: Sendable {
 
   /// Empty: the output is read and dropped (a container without a log path).
   let path: String
+  /// A directory `path` is below (the pod's log directory): the directories between it
+  /// and the file are made and entered without following a symlink, at create and at
+  /// every reopen, so that one swapped in meanwhile leads nowhere. Empty: none.
+  let root: String
   private let fd: Mutex<Int32>
 
-  init(path: String) throws(CrispError) {
+  init(path: String, root: String = "") throws(CrispError) {
     self.path = path
+    self.root = root
     fd = Mutex(-1)
     if !path.isEmpty { try reopen() }
   }
@@ -45,10 +50,9 @@ final class CRILogWriter: Sendable {
   /// new file at the old name.
   func reopen() throws(CrispError) {
     guard !path.isEmpty else { return }
-    try makeDirectories(Files.parent(of: path), mode: 0o755)
     let existed = Files.exists(path)
     // Never through a symlink, never a FIFO or a device: the path comes from a CRI client.
-    let newFD = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o640)
+    let newFD = try openBelowRoot()
     guard newFD >= 0 else { throw CrispError(.internal, "cannot open the log file \(path): \(Files.errnoText())") }
     var info = stat()
     guard fstat(newFD, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
@@ -64,6 +68,40 @@ final class CRILogWriter: Sendable {
       return old
     }
     if old >= 0 { close(old) }
+  }
+
+  /// The log file, opened for appending: below `root` through real directories only
+  /// (made 0755 when missing), else (no root) through whatever `path` names.
+  private func openBelowRoot() throws(CrispError) -> Int32 {
+    let flags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK
+    guard !root.isEmpty, path.hasPrefix(root + "/") else {
+      try makeDirectories(Files.parent(of: path), mode: 0o755)
+      return open(path, flags, 0o640)
+    }
+    // The root itself is kubelet's (or crisp's default_log_dir): made as named.
+    try makeDirectories(root, mode: 0o755)
+    var directory = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard directory >= 0 else {
+      throw CrispError(.internal, "cannot open the log directory \(root): \(Files.errnoText())")
+    }
+    defer { close(directory) }
+    var components = path.dropFirst(root.count + 1).split(separator: "/").map(String.init)
+    guard let name = components.popLast() else {
+      throw CrispError(.invalidArgument, "the log path \(path) names no file")
+    }
+    for component in components {
+      if mkdirat(directory, component, 0o755) != 0 && errno != EEXIST {
+        throw CrispError(.internal, "cannot create \(component) in the log directory: \(Files.errnoText())")
+      }
+      let next = openat(directory, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+      guard next >= 0 else {
+        throw CrispError(
+          .invalidArgument, "the log path \(path) goes through \(component), which is not a directory (a symlink?)")
+      }
+      close(directory)
+      directory = next
+    }
+    return openat(directory, name, flags, 0o640)
   }
 
   /// Writes one record with one writev(2): header, content and newline, no copy of

@@ -21,6 +21,8 @@ final class ContainerShim: Sendable {
     var id: String
     var runRoot: String
     var logPath: String
+    /// The directory `logPath` must stay below (see `CRILogWriter`); empty: none.
+    var logRoot: String = ""
     var tty: Bool
     var stdin: Bool
     var stdinOnce: Bool

@@ -60,6 +60,10 @@ struct ShimdCommand: ParsableCommand {
   @Option(help: "The container's CRI log file; empty: the output is dropped.")
   var logPath: String = ""
 
+  @Option(
+    help: "A directory --log-path is below: nothing between it and the file is followed through a symlink.")
+  var logRoot: String = ""
+
   @Flag(help: "The container has a terminal (config.json process.terminal): its output is one stream.")
   var tty = false
 
@@ -102,6 +106,9 @@ struct ShimdCommand: ParsableCommand {
     guard logPath.isEmpty || logPath.hasPrefix("/") else {
       throw ValidationError("--log-path must be an absolute path")
     }
+    guard logRoot.isEmpty || (logRoot.hasPrefix("/") && logPath.hasPrefix(logRoot + "/")) else {
+      throw ValidationError("--log-root must be an absolute directory that --log-path is below")
+    }
     guard !stdinOnce || stdin else { throw ValidationError("--stdin-once needs --stdin") }
   }
 
@@ -139,7 +146,8 @@ struct ShimdCommand: ParsableCommand {
 
     let options = ShimOptions(
       settings: ContainerShim.Settings(
-        id: id, runRoot: runRoot, logPath: logPath, tty: tty, stdin: stdin, stdinOnce: stdinOnce),
+        id: id, runRoot: runRoot, logPath: logPath, logRoot: logRoot, tty: tty, stdin: stdin,
+        stdinOnce: stdinOnce),
       bundle: bundle, runtime: runtime, runtimeRoot: runtimeRoot ?? runRoot + "/runc",
       events: events ?? CrispPaths.ipcAddress(CrispPaths(root: "", runRoot: runRoot).eventsSocket),
       readyFD: readyFD, signalFD: signalFD)
@@ -225,7 +233,7 @@ func runShim(_ options: ShimOptions, logger: Logger) async -> Int32 {
     if runc.hasState {
       throw CrispError(.alreadyExists, "container \(settings.id) already exists in runc state (\(options.runtimeRoot))")
     }
-    let log = try CRILogWriter(path: settings.logPath)
+    let log = try CRILogWriter(path: settings.logPath, root: settings.logRoot)
     var events: IPCEventSender? = nil
     if !options.events.isEmpty {
       do {

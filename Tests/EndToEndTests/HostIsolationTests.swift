@@ -177,3 +177,33 @@ import Testing
     }
   }
 }
+
+extension HostileRequestTests {
+  /// A directory of the pod's log directory swapped for a symlink after the container
+  /// started (by anyone who can write there): at the next rotation shimd, as root, must not
+  /// follow it.
+  @Test func aLogDirectorySwappedForASymlinkIsNotFollowedAtReopen() async throws {
+    try await withContainerRuntime { crisp, registry, podID in
+      let image = "\(registry.address)/crisp/busybox:latest"
+      try await crisp.pull(image)
+      let outside = try makeTemporaryDirectory(prefix: "crisp-outside")
+      defer { try? FileManager.default.removeItem(atPath: outside) }
+      let id = try await crisp.createContainer(podID: podID, name: "logged", image: image, command: ["sleep", "1000"]) {
+        $0.config.logPath = "logged/0.log"
+      }
+      try await crisp.startContainer(id)
+      let directory = crisp.dir + "/logs/logged"
+      #expect(FileManager.default.fileExists(atPath: directory + "/0.log"))
+      try FileManager.default.moveItem(atPath: directory, toPath: directory + ".rotated")
+      try FileManager.default.createSymbolicLink(atPath: directory, withDestinationPath: outside)
+
+      var request = Runtime_V1_ReopenContainerLogRequest()
+      request.containerID = id
+      let refused = await #expect(throws: RPCError.self) {
+        _ = try await crisp.withRuntime { try await $0.reopenContainerLog(request) }
+      }
+      #expect(refused?.message.contains("symlink") == true, "\(String(describing: refused))")
+      #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "written through the symlink")
+    }
+  }
+}

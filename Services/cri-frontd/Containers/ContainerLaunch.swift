@@ -51,9 +51,10 @@ extension RuntimeService {
 
   /// Runs `shimd --daemonize`, which answers once the container is created and the
   /// shim serves; the shim itself lives on detached, in its own session.
+  /// `logRoot`: the directory `logPath` is below, through which shimd follows no symlink.
   func launchShim(
-    id: String, bundle: ContainerBundle, logPath: String, handler: String, tty: Bool = false, stdin: Bool = false,
-    stdinOnce: Bool = false
+    id: String, bundle: ContainerBundle, logPath: String, logRoot: String = "", handler: String, tty: Bool = false,
+    stdin: Bool = false, stdinOnce: Bool = false
   ) async throws(CrispError) {
     guard let runtimePath = runtime.config.frontd.runtimePath(handler: handler) else {
       throw CrispError(.failedPrecondition, "runtime handler \"\(handler)\" is no longer configured")
@@ -65,6 +66,7 @@ extension RuntimeService {
       runtime.config.shimd.logLevel.isEmpty ? runtime.config.logLevel : runtime.config.shimd.logLevel,
       "--daemonize",
     ]
+    if !logRoot.isEmpty { arguments += ["--log-root", logRoot] }
     if tty { arguments.append("--tty") }
     if stdin { arguments.append("--stdin") }
     if stdinOnce { arguments.append("--stdin-once") }

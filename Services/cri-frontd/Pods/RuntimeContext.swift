@@ -135,7 +135,7 @@ final class RuntimeContext: Sendable {
     do throws(CrispError) {
       let containers = try store.containers().map(\.id)
       let reply = try await peers.imaged.call(
-        SnapshotReconcile.self, .init(containerIDs: containers, listedAt: listedAt))
+        SnapshotReconcile.self, .init(containerIDs: containers, listedAt: listedAt), timeoutMs: 600_000)
       if !reply.released.isEmpty {
         logger.info("imaged released snapshots no container owns", metadata: ["containers": "\(reply.released)"])
       }

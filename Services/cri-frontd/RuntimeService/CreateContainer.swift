@@ -77,8 +77,8 @@ extension RuntimeService {
       for note in built.notes { logger.debug("spec", metadata: ["container": "\(id)", "note": "\(note)"]) }
       try bundle.write(spec: try SpecBuilder.encode(built.spec), rootfs: snapshot.mount)
       try await launchShim(
-        id: id, bundle: bundle, logPath: logPath, handler: pod.runtimeHandler, tty: config.tty, stdin: config.stdin,
-        stdinOnce: config.stdinOnce)
+        id: id, bundle: bundle, logPath: logPath, logRoot: logRoot(podConfig: podConfig, config: config),
+        handler: pod.runtimeHandler, tty: config.tty, stdin: config.stdin, stdinOnce: config.stdinOnce)
     } catch {
       logger.warning("container creation failed, undoing it", metadata: ["container": "\(id)", "error": "\(error)"])
       bundle.remove()
@@ -110,6 +110,13 @@ extension RuntimeService {
       )
     }
     return "/proc/\(state.pid)/ns/pid"
+  }
+
+  /// The directory the container's log path is below (the pod's log directory, or
+  /// `default_log_dir`): shimd follows no symlink between it and the file.
+  func logRoot(podConfig: Runtime_V1_PodSandboxConfig, config: Runtime_V1_ContainerConfig) -> String {
+    !podConfig.logDirectory.isEmpty && !config.logPath.isEmpty
+      ? podConfig.logDirectory : runtime.config.frontd.defaultLogDir
   }
 
   /// `<pod log_directory>/<container log_path>` as kubelet asks, else

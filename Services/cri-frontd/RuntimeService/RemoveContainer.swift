@@ -33,7 +33,9 @@ extension RuntimeService {
     }
     runtime.shims.forget(record.id)
     ContainerBundle(paths: runtime.paths, containerID: record.id).remove()
-    _ = try await peers.imaged.call(SnapshotRelease.self, .init(containerID: record.id))
+    // Deleting a writable layer of millions of files takes a while: kubelet's own
+    // deadline (2 minutes) bounds the call, not the IPC default.
+    _ = try await peers.imaged.call(SnapshotRelease.self, .init(containerID: record.id), timeoutMs: 120_000)
     try runtime.store.deleteContainer(record.id)
     logger.info("container removed", metadata: ["container": "\(record.id)"])
     events.record(.deleted, record)

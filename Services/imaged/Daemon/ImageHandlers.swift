@@ -9,6 +9,9 @@ struct ImageHandlers: Sendable {
   let store: ImageStore
   let puller: ImagePuller
   let pulls: PullGate
+  /// Releases by container, and the one reconcile at a time (key ""), each done once.
+  let releases = KeyedWork<Void>()
+  let reconciles = KeyedWork<[String]>()
   let logger: Logger
 
   func register(in router: inout IPCRouter) {
@@ -35,8 +38,10 @@ struct ImageHandlers: Sendable {
     }
     router.register(SnapshotReconcile.self) { request in
       let keep = Set(request.containerIDs)
-      let released = await BlockingWork.result { () throws(CrispError) in
-        try store.releaseOrphanedSnapshots(keeping: keep, createdBefore: request.listedAt)
+      let released = await reconciles.run("") {
+        await BlockingWork.result { () throws(CrispError) in
+          try store.releaseOrphanedSnapshots(keeping: keep, createdBefore: request.listedAt)
+        }
       }
       return SnapshotReconcile.Response(released: try released.get())
     }
@@ -44,11 +49,12 @@ struct ImageHandlers: Sendable {
       try await store.snapshotUsage(containerIDs: request.containerIDs)
     }
     router.register(SnapshotRelease.self) { request in
-      // A container's writable layer can hold millions of files: off the async threads.
-      let released = await BlockingWork.result { () throws(CrispError) in
-        try store.releaseSnapshot(containerID: request.containerID)
-      }
-      try released.get()
+      // A container's writable layer can hold millions of files: off the async threads,
+      // and once however often frontd asks while it runs.
+      try await releases.run(request.containerID) {
+        await BlockingWork.result { () throws(CrispError) in try store.releaseSnapshot(containerID: request.containerID)
+        }
+      }.get()
       return Empty()
     }
   }
