@@ -2,6 +2,19 @@
   import Glibc
 #endif
 
+/// Up to `count` bytes read from `fd` (fewer at its end), retrying EINTR and short reads.
+public func readBytes(_ fd: Int32, count: Int) -> [UInt8] {
+  var bytes = [UInt8](repeating: 0, count: count)
+  var done = 0
+  while done < count {
+    let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
+    if n < 0 && errno == EINTR { continue }
+    guard n > 0 else { break }
+    done += n
+  }
+  return Array(bytes[..<done])
+}
+
 /// Creates a root-only (0700) directory, or makes an existing one root-only: each
 /// directory that leads to container, image or pod content is one, so that no other host
 /// user reaches a container's setuid files, device nodes or shared memory through it

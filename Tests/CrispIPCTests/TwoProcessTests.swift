@@ -10,13 +10,9 @@ import Testing
   @Test func healthAndPingFromARealImagedProcess() async throws {
     let dir = try makeTemporaryDirectory(prefix: "crisp-2p")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let config = dir + "/crisp.toml"
-    try "root = \"\(dir)/root\"\nrun_root = \"\(dir)/run\"\n".write(toFile: config, atomically: true, encoding: .utf8)
-
-    let imaged = try startBinary("imaged", ["--config", config])
+    let (imaged, client) = try startImaged(in: dir)
     defer { imaged.killIfRunning() }
 
-    let client = try IPCClient(peer: "imaged", address: "ipc://\(dir)/run/imaged.ipc", defaultTimeoutMs: 10_000)
     let health = try await client.call(Health.self)
     #expect(health.daemon == "imaged")
     #expect(health.pid == imaged.processIdentifier)
@@ -37,17 +33,23 @@ import Testing
   }
 }
 
+/// A real imaged with its root and run root under `dir`, and an IPC client to it.
+private func startImaged(in dir: String) throws -> (Process, IPCClient) {
+  let config = dir + "/crisp.toml"
+  try "root = \"\(dir)/root\"\nrun_root = \"\(dir)/run\"\n".write(toFile: config, atomically: true, encoding: .utf8)
+  let imaged = try startBinary("imaged", ["--config", config])
+  let client = try IPCClient(peer: "imaged", address: "ipc://\(dir)/run/imaged.ipc", defaultTimeoutMs: 10_000)
+  return (imaged, client)
+}
+
 /// A peer that sends more than crisp accepts: NNG must drop it before reading it all into
 /// the daemon's memory, and the daemon goes on answering others.
 @Suite struct OversizedMessageTests {
   @Test func aRequestOverTheLimitIsDroppedByTheTransportAndTheDaemonGoesOn() async throws {
     let dir = try makeTemporaryDirectory(prefix: "crisp-big")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let config = dir + "/crisp.toml"
-    try "root = \"\(dir)/root\"\nrun_root = \"\(dir)/run\"\n".write(toFile: config, atomically: true, encoding: .utf8)
-    let imaged = try startBinary("imaged", ["--config", config])
+    let (imaged, client) = try startImaged(in: dir)
     defer { imaged.killIfRunning() }
-    let client = try IPCClient(peer: "imaged", address: "ipc://\(dir)/run/imaged.ipc", defaultTimeoutMs: 10_000)
     defer { client.close() }
     _ = try await client.call(Health.self)
 

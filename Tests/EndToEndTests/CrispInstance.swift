@@ -134,7 +134,8 @@ final class CrispInstance: @unchecked Sendable {
     // frontd's first sweep for orphans (then every ten minutes): a test that makes
     // snapshots or pod networks straight through imaged or netd starts after it.
     try await waitUntil("cri-frontd's first sweep for orphans", timeout: .seconds(20)) {
-      self.log(.frontd).contains("orphans swept")
+      guard let frontd = try? await self.status(verbose: true).info["cri-frontd"] else { return false }
+      return !frontd.contains("\"orphansSweptAt\":0")
     }
   }
 

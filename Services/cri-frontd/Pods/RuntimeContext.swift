@@ -5,6 +5,7 @@ import CrispLinux
 import Foundation
 import Logging
 import SpecBuilder
+import Synchronization
 
 /// What the RuntimeService's calls share: configuration, the metadata store, the IPC
 /// peers, and one lock per pod so that calls on one pod run one at a time.
@@ -16,6 +17,9 @@ final class RuntimeContext: Sendable {
   let podLocks = KeyedLock(timeoutMs: 120_000)
   let containerLocks = KeyedLock(timeoutMs: 120_000)
   let shims: ShimClients
+  /// When (wall clock, ns) the last sweep for orphans got both peers' answers; 0 before
+  /// the first (shown in Status's verbose info).
+  let orphansSweptAt = Atomic<Int64>(0)
   /// What each handler's runtime can do here, by handler name ("" is runc's).
   let handlerFeatures: [String: HandlerFeatures]
   /// Starts shimd and the runtime: frontd itself may not (see Launcher).
@@ -162,7 +166,7 @@ final class RuntimeContext: Sendable {
   func sweepOrphans() async {
     while !Task.isCancelled {
       let answered = await releaseOrphans()
-      if answered { logger.debug("orphans swept") }
+      if answered { orphansSweptAt.store(WallClock.nowNanoseconds(), ordering: .relaxed) }
       do { try await Task.sleep(for: answered ? .seconds(600) : .seconds(1)) } catch { return }
     }
   }

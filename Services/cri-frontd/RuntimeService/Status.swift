@@ -63,7 +63,10 @@ extension RuntimeService {
     if request.verbose {
       response.info = [
         "cri-frontd": Self.describe(
-          ["version": CrispVersion.string, "pid": Int(getpid()), "uptimeSeconds": identity.uptimeSeconds]),
+          [
+            "version": CrispVersion.string, "pid": Int(getpid()), "uptimeSeconds": identity.uptimeSeconds,
+            "orphansSweptAt": Int(self.runtime.orphansSweptAt.load(ordering: .relaxed)),
+          ]),
         "imaged": Self.describe(imagedHealth),
         "netd": Self.describe(netdHealth),
         "features": Self.describe(

@@ -73,15 +73,7 @@ public struct HostAccess: Sendable {
     guard info.st_size <= limit else {
       throw CrispError(.invalidArgument, "\(path): \(info.st_size) bytes, more than \(limit)")
     }
-    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-    var done = 0
-    while done < bytes.count {
-      let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else { break }
-      done += n
-    }
-    return String(decoding: bytes[..<done], as: UTF8.self)
+    return String(decoding: readBytes(fd, count: Int(info.st_size)), as: UTF8.self)
   }
 
   /// Subdirectories of /dev that hold no device a container should get (runc's list).

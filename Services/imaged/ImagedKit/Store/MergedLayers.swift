@@ -29,15 +29,7 @@ enum MergedLayers {
     defer { close(fd) }
     var info = stat()
     guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, Int(info.st_size) <= limit else { return nil }
-    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-    var done = 0
-    while done < bytes.count {
-      let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + done, $0.count - done) }
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else { break }
-      done += n
-    }
-    return Array(bytes[..<done])
+    return readBytes(fd, count: Int(info.st_size))
   }
 
   /// The layer directory and the path inside it that hold `path` of the merged view.
