@@ -39,32 +39,17 @@ public enum DirectoryTree {
 
   /// Empties the directory `directory` (the descriptor stays open and valid).
   public static func removeContents(of directory: Int32) {
-    var frames = [Frame(names: names(in: directory), name: nil)]
-    var current = dup(directory)
-    guard current >= 0 else { return }
-    while !frames.isEmpty {
-      let top = frames.count - 1
-      if frames[top].next < frames[top].names.count {
-        let name = frames[top].names[frames[top].next]
-        frames[top].next += 1
-        if withName(name, { unlinkat(current, $0, 0) }) == 0 || errno != EISDIR { continue }
-        if withName(name, { unlinkat(current, $0, AT_REMOVEDIR) }) == 0 { continue }
-        let child = withName(name) { openat(current, $0, directoryFlags) }
-        guard child >= 0 else { continue }
-        close(current)
-        current = child
-        frames.append(Frame(names: names(in: child), name: name))
+    guard var walk = Walk(directory) else { return }
+    defer { walk.finish() }
+    while !walk.isDone {
+      guard let name = walk.nextName() else {
+        if let emptied = walk.ascend() { _ = withName(emptied) { unlinkat(walk.current, $0, AT_REMOVEDIR) } }
         continue
       }
-      let done = frames.removeLast()
-      guard let name = done.name else { break }
-      let parent = openat(current, "..", directoryFlags)
-      close(current)
-      guard parent >= 0 else { return }
-      current = parent
-      _ = withName(name) { unlinkat(current, $0, AT_REMOVEDIR) }
+      if withName(name, { unlinkat(walk.current, $0, 0) }) == 0 || errno != EISDIR { continue }
+      if withName(name, { unlinkat(walk.current, $0, AT_REMOVEDIR) }) == 0 { continue }
+      _ = walk.descend(name)
     }
-    close(current)
   }
 
   /// Space a tree takes, as `du` counts it: allocated blocks, not following symlinks, not
@@ -78,38 +63,76 @@ public enum DirectoryTree {
     usage.inodes += 1
     guard info.st_mode & S_IFMT == S_IFDIR else { return usage }
     let device = info.st_dev
-    var current = open(root, directoryFlags)
-    guard current >= 0 else { return usage }
+    let fd = open(root, directoryFlags)
+    guard fd >= 0 else { return usage }
+    defer { close(fd) }
+    guard var walk = Walk(fd) else { return usage }
+    defer { walk.finish() }
     var seenLinks = Set<UInt64>()
-    var frames = [Frame(names: names(in: current), name: nil)]
-    while !frames.isEmpty {
-      let top = frames.count - 1
-      if frames[top].next < frames[top].names.count {
-        let name = frames[top].names[frames[top].next]
-        frames[top].next += 1
-        guard withName(name, { fstatat(current, $0, &info, AT_SYMLINK_NOFOLLOW) }) == 0 else { continue }
-        let isDirectory = info.st_mode & S_IFMT == S_IFDIR
-        if !isDirectory && info.st_nlink > 1 {
-          guard seenLinks.insert(UInt64(info.st_ino)).inserted else { continue }
-        }
-        usage.bytes += UInt64(info.st_blocks) * 512
-        usage.inodes += 1
-        guard isDirectory && info.st_dev == device else { continue }
-        let child = withName(name) { openat(current, $0, directoryFlags) }
-        guard child >= 0 else { continue }
-        close(current)
-        current = child
-        frames.append(Frame(names: names(in: child), name: name))
+    while !walk.isDone {
+      guard let name = walk.nextName() else {
+        _ = walk.ascend()
         continue
       }
-      guard frames.removeLast().name != nil else { break }
-      let parent = openat(current, "..", directoryFlags)
-      close(current)
-      guard parent >= 0 else { return usage }
-      current = parent
+      guard withName(name, { fstatat(walk.current, $0, &info, AT_SYMLINK_NOFOLLOW) }) == 0 else { continue }
+      let isDirectory = info.st_mode & S_IFMT == S_IFDIR
+      if !isDirectory && info.st_nlink > 1 {
+        guard seenLinks.insert(UInt64(info.st_ino)).inserted else { continue }
+      }
+      usage.bytes += UInt64(info.st_blocks) * 512
+      usage.inodes += 1
+      if isDirectory && info.st_dev == device { _ = walk.descend(name) }
     }
-    close(current)
     return usage
+  }
+
+  /// A depth-first walk holding one descriptor, `current`, whatever the depth: each
+  /// directory's names are read once when it is entered, and the walk goes back up
+  /// through `..`.
+  private struct Walk {
+    private(set) var current: Int32
+    private var frames: [Frame]
+
+    init?(_ directory: Int32) {
+      current = dup(directory)
+      guard current >= 0 else { return nil }
+      frames = [Frame(names: DirectoryTree.names(in: current), name: nil)]
+    }
+
+    var isDone: Bool { frames.isEmpty }
+
+    /// The next name in the current directory; nil once all were handed out.
+    mutating func nextName() -> [UInt8]? {
+      guard let top = frames.indices.last, frames[top].next < frames[top].names.count else { return nil }
+      frames[top].next += 1
+      return frames[top].names[frames[top].next - 1]
+    }
+
+    /// Enters the subdirectory `name` of the current one; false when it cannot be opened.
+    mutating func descend(_ name: [UInt8]) -> Bool {
+      let child = DirectoryTree.withName(name) { openat(current, $0, DirectoryTree.directoryFlags) }
+      guard child >= 0 else { return false }
+      close(current)
+      current = child
+      frames.append(Frame(names: DirectoryTree.names(in: child), name: name))
+      return true
+    }
+
+    /// Leaves the current directory for its parent; answers its name there, nil at the
+    /// walk's root (the walk is then done) or when the parent cannot be opened (likewise).
+    mutating func ascend() -> [UInt8]? {
+      guard let done = frames.popLast(), let name = done.name else { return nil }
+      let parent = openat(current, "..", DirectoryTree.directoryFlags)
+      guard parent >= 0 else {
+        frames.removeAll()
+        return nil
+      }
+      close(current)
+      current = parent
+      return name
+    }
+
+    func finish() { close(current) }
   }
 
   /// A directory being walked: its entries, read once, and the next one to visit.
