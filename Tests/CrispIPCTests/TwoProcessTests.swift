@@ -38,8 +38,13 @@ private func startImaged(in dir: String) throws -> (Process, IPCClient) {
   let config = dir + "/crisp.toml"
   try "root = \"\(dir)/root\"\nrun_root = \"\(dir)/run\"\n".write(toFile: config, atomically: true, encoding: .utf8)
   let imaged = try startBinary("imaged", ["--config", config])
-  let client = try IPCClient(peer: "imaged", address: "ipc://\(dir)/run/imaged.ipc", defaultTimeoutMs: 10_000)
-  return (imaged, client)
+  do {
+    let client = try IPCClient(peer: "imaged", address: "ipc://\(dir)/run/imaged.ipc", defaultTimeoutMs: 10_000)
+    return (imaged, client)
+  } catch {
+    imaged.killIfRunning()  // no caller holds it to stop it
+    throw error
+  }
 }
 
 /// A peer that sends more than crisp accepts: NNG must drop it before reading it all into
