@@ -106,14 +106,16 @@ let package = Package(
       exclude: ["api.proto", "LICENSE", "generate-defaults.py"]),
 
     // The daemons.
-    .executableTarget(
-      name: "cri-frontd",
+    // frontd's work: the pod and container lifecycle over in-memory records written
+    // through to SQLite, its peers behind protocols, and one thin file per CRI RPC; a
+    // library so that its tests can run it with fake peers, without root or daemons.
+    .target(
+      name: "FrontdKit",
       dependencies: [
         "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CRIAPI", "CrispStorage", "CrispOCI",
-        "SpecBuilder", "Streaming", "CrispCgroups", "CrispTracing",
+        "SpecBuilder", "Streaming", "CrispCgroups", "CrispTracing", "CCrispSys",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -122,8 +124,14 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOHTTP1", package: "swift-nio"),
       ],
-      path: "Services/cri-frontd",
-      exclude: ["SpecBuilder", "Streaming"]),
+      path: "Services/cri-frontd/FrontdKit"),
+    .executableTarget(
+      name: "cri-frontd",
+      dependencies: [
+        "FrontdKit", "CrispCore", "CrispConfig", "CrispDaemon",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "Services/cri-frontd/Daemon"),
     // CRI container config + image config + pod → OCI runtime spec: a pure function,
     // in a library of its own so that its tests need no daemon.
     .target(
@@ -200,7 +208,13 @@ let package = Package(
 
     // PID 1 of pods that share one PID namespace: C, static, nothing else in its rootfs.
     .executableTarget(
-      name: "crisp-pause", path: "Services/crisp-pause", linkerSettings: [.unsafeFlags(["-static-executable", "-nostartfiles", "-Xclang-linker", "-no-pie", "-Xlinker", "--gc-sections", "-Xlinker", "-s"])]),
+      name: "crisp-pause", path: "Services/crisp-pause",
+      linkerSettings: [
+        .unsafeFlags([
+          "-static-executable", "-nostartfiles", "-Xclang-linker", "-no-pie", "-Xlinker", "--gc-sections", "-Xlinker",
+          "-s",
+        ])
+      ]),
     // cri-frontd's privileged hand: runs shimd and the runtime for a frontd that has
     // no capability and a seccomp filter its children would inherit. C, static.
     .executableTarget(
@@ -278,6 +292,15 @@ let package = Package(
       ],
       path: "Tests/StreamingTests",
       exclude: ["Fixtures"]),
+    // frontd's lifecycle with fake peers: no root, no daemons, seconds.
+    .testTarget(
+      name: "FrontdKitTests",
+      dependencies: [
+        "FrontdKit", "CRIAPI", "CrispCore", "CrispIPC", "CrispConfig", "CrispTestSupport",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Tests/FrontdKitTests"),
     .testTarget(
       name: "EndToEndTests",
       dependencies: [
