@@ -58,9 +58,12 @@ let package = Package(
       name: "CrispLinux",
       dependencies: ["CCrispSys", "CCap", "CSeccomp", "CrispCore"],
       path: "Shared/CrispLinux"),
+    // The OCI image and runtime specs, and the image config a container is made from:
+    // plain Swift, no import at all.
+    .target(name: "CrispOCI", path: "Shared/CrispOCI"),
     .target(
       name: "CrispIPC",
-      dependencies: ["CNNG", "CrispCore"],
+      dependencies: ["CNNG", "CrispCore", "CrispOCI"],
       path: "Shared/CrispIPC"),
     .target(
       name: "CrispDaemon",
@@ -77,7 +80,6 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Shared/CrispConfig"),
-    .target(name: "CrispOCI", path: "Shared/CrispOCI"),
     // OpenTelemetry export (swift-otel, OTLP/HTTP): linked by frontd, imaged and netd only.
     .target(
       name: "CrispTracing",
@@ -136,7 +138,7 @@ let package = Package(
     // in a library of its own so that its tests need no daemon.
     .target(
       name: "SpecBuilder",
-      dependencies: ["CRIAPI", "CrispOCI", "CrispCore", "CrispIPC"],
+      dependencies: ["CRIAPI", "CrispOCI", "CrispCore"],
       path: "Services/cri-frontd/SpecBuilder"),
     // The streaming server (HTTP upgrade, SPDY/3.1, WebSocket, remotecommand, port-forward) and
     // the backend protocol it drives; a library so that its tests need no daemon.
@@ -276,7 +278,7 @@ let package = Package(
       exclude: ["Fixtures"]),
     .testTarget(
       name: "SpecBuilderTests",
-      dependencies: ["CrispTestSupport", "SpecBuilder", "CRIAPI", "CrispOCI", "CrispCore", "CrispIPC"],
+      dependencies: ["CrispTestSupport", "SpecBuilder", "CRIAPI", "CrispOCI", "CrispCore"],
       path: "Tests/SpecBuilderTests"),
     .testTarget(
       name: "ImagedTests",

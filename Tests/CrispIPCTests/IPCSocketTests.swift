@@ -148,6 +148,9 @@ import Testing
     for round in 0..<2 {
       let server = try IPCServer(address: address, router: IPCRouter(), logger: .init(label: "test"))
       let serving = Task { await server.run() }
+      // The client redials by itself; a call made before it has (its grace for a peer
+      // that is down long spent) fails fast, as it should.
+      try await waitUntil("the client reconnects", timeout: .seconds(10)) { client.isConnected }
       let reply = try await client.call(Ping.self, Ping.Request(payload: "round \(round)"), timeoutMs: 5_000)
       #expect(reply.payload == "round \(round)")
       server.close()

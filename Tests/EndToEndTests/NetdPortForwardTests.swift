@@ -4,7 +4,7 @@ import CrispTestSupport
 import Foundation
 import Testing
 
-/// `net.portForward`: netd connects inside a pod's network namespace and hands the
+/// `netd.portForward`: netd connects inside a pod's network namespace and hands the
 /// TCP socket over a unix socket (SCM_RIGHTS), under its reduced capabilities and
 /// seccomp filter.
 @Suite struct NetdPortForwardTests {

@@ -180,7 +180,7 @@ import Testing
       for socket in (try? FileManager.default.contentsOfDirectory(atPath: crisp.paths.runRoot + "/shims")) ?? [] {
         try? FileManager.default.removeItem(atPath: crisp.paths.runRoot + "/shims/" + socket)
       }
-      try runProgram(
+      _ = try runProgram(
         "/usr/bin/sqlite3", [crisp.paths.database, "UPDATE meta SET value = 'an-earlier-boot' WHERE key = 'boot_id'"])
 
       try crisp.start(.frontd)

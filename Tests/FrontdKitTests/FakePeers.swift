@@ -1,6 +1,7 @@
 import CrispConfig
 import CrispCore
 import CrispIPC
+import CrispOCI
 import CrispTestSupport
 import Foundation
 import Logging

@@ -1,6 +1,6 @@
 import CRIAPI
 import CrispCore
-import CrispIPC
+import CrispOCI
 import FoundationEssentials
 
 extension SpecBuilder {

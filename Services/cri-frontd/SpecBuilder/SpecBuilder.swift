@@ -1,6 +1,5 @@
 import CRIAPI
 import CrispCore
-import CrispIPC
 import CrispOCI
 import FoundationEssentials
 

@@ -1,6 +1,5 @@
 import CRIAPI
 import CrispCore
-import CrispIPC
 import CrispOCI
 
 /// The users and groups of a container image: its `/etc/passwd` and `/etc/group` as

@@ -6,7 +6,7 @@ import Foundation
 import Logging
 import Synchronization
 
-/// `net.portForward`: a TCP connection to 127.0.0.1:<port> inside a pod's network
+/// `netd.portForward`: a TCP connection to 127.0.0.1:<port> inside a pod's network
 /// namespace, handed to frontd as a descriptor, so that frontd (which holds no
 /// privilege for it) relays bytes on an ordinary socket.
 ///

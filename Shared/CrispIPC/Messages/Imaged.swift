@@ -1,3 +1,5 @@
+import CrispOCI
+
 /// Calls cri-frontd makes to imaged: pulls, the image list, removal, and container
 /// root filesystems.
 
@@ -21,32 +23,6 @@ public struct RegistryAuth: Codable, Sendable, Equatable {
     self.serverAddress = serverAddress
     self.identityToken = identityToken
     self.registryToken = registryToken
-  }
-}
-
-/// The parts of an image's config a container is made from.
-public struct ImageRuntimeConfig: Codable, Sendable, Equatable {
-  public var user: String
-  public var env: [String]
-  public var entrypoint: [String]
-  public var cmd: [String]
-  public var workingDir: String
-  public var stopSignal: String
-  public var labels: [String: String]
-  public var volumes: [String]
-
-  public init(
-    user: String = "", env: [String] = [], entrypoint: [String] = [], cmd: [String] = [], workingDir: String = "",
-    stopSignal: String = "", labels: [String: String] = [:], volumes: [String] = []
-  ) {
-    self.user = user
-    self.env = env
-    self.entrypoint = entrypoint
-    self.cmd = cmd
-    self.workingDir = workingDir
-    self.stopSignal = stopSignal
-    self.labels = labels
-    self.volumes = volumes
   }
 }
 
@@ -189,7 +165,7 @@ public struct RootfsMount: Codable, Sendable, Equatable {
 
 /// Makes (or answers again) a container's root filesystem from an image.
 public enum SnapshotPrepare: IPCMethod {
-  public static let name = "snapshot.prepare"
+  public static let name = "image.prepareSnapshot"
   public struct Request: Codable, Sendable, Equatable {
     public var containerID: String
     public var image: String
@@ -216,7 +192,7 @@ public enum SnapshotPrepare: IPCMethod {
 
 /// Deletes a container's writable layer; releasing an unknown container succeeds.
 public enum SnapshotRelease: IPCMethod {
-  public static let name = "snapshot.release"
+  public static let name = "image.releaseSnapshot"
   public struct Request: Codable, Sendable, Equatable {
     public var containerID: String
     public init(containerID: String) { self.containerID = containerID }
@@ -229,7 +205,7 @@ public enum SnapshotRelease: IPCMethod {
 /// containers at `listedAt` (wall clock, ns); a snapshot made after that may belong to a
 /// CreateContainer under way and is kept.
 public enum SnapshotReconcile: IPCMethod {
-  public static let name = "snapshot.reconcile"
+  public static let name = "image.reconcileSnapshots"
   public struct Request: Codable, Sendable, Equatable {
     public var containerIDs: [String]
     public var listedAt: Int64
@@ -248,7 +224,7 @@ public enum SnapshotReconcile: IPCMethod {
 /// measures them because it can read every directory a container made there; frontd,
 /// holding no capability, cannot.
 public enum SnapshotUsage: IPCMethod {
-  public static let name = "snapshot.usage"
+  public static let name = "image.snapshotUsage"
   public struct Request: Codable, Sendable, Equatable {
     public var containerIDs: [String]
     public init(containerIDs: [String]) { self.containerIDs = containerIDs }

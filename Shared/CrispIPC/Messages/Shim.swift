@@ -268,3 +268,32 @@ public enum ShimStreamAttach: IPCMethod {
   public typealias Request = SessionStreams
   public typealias Response = SessionSocket
 }
+
+/// Applies new cgroup limits to the running container (`runc update --resources`).
+/// `resources` is an OCI runtime-spec `LinuxResources` object in JSON, as frontd built
+/// it from the CRI request. Refused with `failedPrecondition` unless the container is
+/// created or running.
+public enum ShimUpdateResources: IPCMethod {
+  public static let name = "shim.updateResources"
+  /// A sanity bound on `resources`.
+  public static let maxResourcesBytes = 64 << 10
+
+  public struct Request: Codable, Sendable, Equatable {
+    public var resources: String
+
+    public init(resources: String) { self.resources = resources }
+
+    public func validate() throws(CrispError) {
+      guard resources.utf8.first == UInt8(ascii: "{"), resources.utf8.last == UInt8(ascii: "}") else {
+        throw CrispError(.invalidArgument, "shim.updateResources: resources must be a JSON object")
+      }
+      guard resources.utf8.count <= ShimUpdateResources.maxResourcesBytes else {
+        throw CrispError(
+          .invalidArgument,
+          "shim.updateResources: resources of \(resources.utf8.count) bytes exceed \(ShimUpdateResources.maxResourcesBytes)"
+        )
+      }
+    }
+  }
+  public typealias Response = Empty
+}

@@ -1,6 +1,7 @@
 import CRIAPI
 import CrispCore
 import CrispIPC
+import CrispOCI
 import Foundation
 import SpecBuilder
 

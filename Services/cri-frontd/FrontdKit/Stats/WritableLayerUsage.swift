@@ -2,7 +2,7 @@ import CrispCore
 import Foundation
 import Synchronization
 
-/// Bytes and inodes of containers' writable layers, measured by imaged (`snapshot.usage`):
+/// Bytes and inodes of containers' writable layers, measured by imaged (`image.snapshotUsage`):
 /// the walk needs to read directories a container made private, which frontd, holding no
 /// capability, cannot. A result is kept for `ttl` and shared: kubelet polls every few
 /// seconds, and a walk of a big layer must not run once per call; concurrent callers for

@@ -242,7 +242,7 @@ public final class ImageStore: Sendable {
   public func snapshotUsage(containerIDs: [String]) async throws(CrispError) -> SnapshotUsage.Response {
     guard containerIDs.count <= 10_000 else {
       throw CrispError(
-        .invalidArgument, "snapshot.usage: \(containerIDs.count) containers asked at once (10000 at most)")
+        .invalidArgument, "image.snapshotUsage: \(containerIDs.count) containers asked at once (10000 at most)")
     }
     for id in containerIDs { try Self.checkContainerID(id) }
     let uppers = containerIDs.map { ($0, paths.snapshot($0) + "/upper") }
