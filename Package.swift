@@ -91,6 +91,16 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Shared/CrispTracing"),
+    // The command line and the start-to-stop of the singleton daemons imaged and netd
+    // (cri-frontd takes the same command line).
+    .target(
+      name: "CrispSingletonDaemon",
+      dependencies: [
+        "CrispCore", "CrispConfig", "CrispDaemon", "CrispIPC", "CrispLinux", "CrispTracing",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Shared/CrispSingletonDaemon"),
     // cgroup v1/v2 discovery and the stats readers (CPU, memory, tasks): Foundation-free.
     .target(name: "CrispCgroups", path: "Shared/CrispCgroups"),
     .target(
@@ -130,7 +140,7 @@ let package = Package(
     .executableTarget(
       name: "cri-frontd",
       dependencies: [
-        "FrontdKit", "CrispCore", "CrispConfig", "CrispDaemon",
+        "FrontdKit", "CrispCore", "CrispConfig", "CrispSingletonDaemon",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Services/cri-frontd/Daemon"),
@@ -173,19 +183,27 @@ let package = Package(
     .executableTarget(
       name: "imaged",
       dependencies: [
-        "ImagedKit", "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CrispTracing",
+        "ImagedKit", "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CrispSingletonDaemon",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Services/imaged/Daemon"),
+    // netd's work (pod namespaces, CNI, port forwarding, its IPC calls), a library under
+    // a thin main.
+    .target(
+      name: "NetdKit",
+      dependencies: [
+        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys",
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Services/netd/NetdKit"),
     .executableTarget(
       name: "netd",
       dependencies: [
-        "CrispCore", "CrispConfig", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys", "CrispTracing",
+        "NetdKit", "CrispCore", "CrispConfig", "CrispSingletonDaemon",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        .product(name: "Logging", package: "swift-log"),
       ],
-      path: "Services/netd"),
+      path: "Services/netd/Daemon"),
     .executableTarget(
       name: "shimd",
       dependencies: [

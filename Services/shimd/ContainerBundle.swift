@@ -11,11 +11,12 @@ import CrispIPC
   import Glibc
 #endif
 
-/// The OCI bundle frontd prepared: `config.json` (the runtime spec), `rootfs.json`
-/// (the overlay to mount at `rootfs/`). shimd adds `pid` (runc's pid file),
-/// `runc.log` (runc's own log during create), `exit.json` and `shimd.log`.
+/// The OCI bundle frontd prepared, as shimd reads it (`BundleLayout` names its files):
+/// the runtime spec and the root filesystem to mount; shimd adds runc's pid file and
+/// log, its own log and the exit record.
 struct ContainerBundle: Sendable {
   let path: String
+  let layout: BundleLayout
   /// `config.json` as frontd wrote it: parsed again only for an exec, so that the
   /// parsed tree does not stay in memory for the container's life.
   let configBytes: [UInt8]
@@ -29,13 +30,14 @@ struct ContainerBundle: Sendable {
 
   init(path: String) throws(CrispError) {
     self.path = path
-    configBytes = try Files.read(path + "/config.json")
-    let config = try Self.parse(configBytes, path: path + "/config.json")
+    layout = BundleLayout(directory: path)
+    configBytes = try Files.read(layout.config)
+    let config = try Self.parse(configBytes, path: layout.config)
     cgroupsPath = config["linux"]?["cgroupsPath"]?.string ?? ""
     let root = config["root"]?["path"]?.string ?? "rootfs"
     rootfsPath = root.hasPrefix("/") ? root : path + "/" + root
     wantsTerminal = config["process"]?["terminal"]?.bool ?? false
-    let rootfsFile = path + "/rootfs.json"
+    let rootfsFile = layout.rootfsMount
     if Files.exists(rootfsFile) {
       let bytes = try Files.read(rootfsFile)
       do {
@@ -48,10 +50,10 @@ struct ContainerBundle: Sendable {
     }
   }
 
-  var pidFile: String { path + "/pid" }
-  var exitFile: String { path + "/exit.json" }
-  var runcLog: String { path + "/runc.log" }
-  var shimLog: String { path + "/shimd.log" }
+  var pidFile: String { layout.pidFile }
+  var exitFile: String { layout.exitRecord }
+  var runcLog: String { layout.runcLog }
+  var shimLog: String { layout.shimLog }
 
   private static func parse(_ bytes: [UInt8], path: String) throws(CrispError) -> JSONValue {
     let config: JSONValue
@@ -76,7 +78,7 @@ struct ContainerBundle: Sendable {
   func execProcess(arguments: [String], terminal: Bool = false, width: UInt16 = 0, height: UInt16 = 0)
     throws(CrispError) -> [UInt8]
   {
-    let config = try Self.parse(configBytes, path: path + "/config.json")
+    let config = try Self.parse(configBytes, path: layout.config)
     guard var process = config["process"] else { throw CrispError(.internal, "config.json has no process") }
     process["args"] = .array(arguments.map(JSONValue.string))
     process["terminal"] = .bool(terminal)

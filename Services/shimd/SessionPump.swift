@@ -199,10 +199,8 @@ struct SessionPump {
             reader.header += UnsafeRawBufferPointer(rebasing: inbound[inPos..<(inPos + take)])
             inPos += take
             guard reader.header.count == SessionFrame.headerSize else { continue }
-            reader.channel = reader.header[0]
-            let length =
-              Int(reader.header[1]) << 24 | Int(reader.header[2]) << 16 | Int(reader.header[3]) << 8
-              | Int(reader.header[4])
+            let (channelByte, length) = reader.header.withUnsafeBytes { SessionFrame.readHeader($0) }
+            reader.channel = channelByte
             reader.header = []
             guard length <= SessionFrame.maxPayload else {
               return .clientGone("protocol error: a frame of \(length) bytes exceeds \(SessionFrame.maxPayload)")

@@ -7,62 +7,9 @@ import CrispLinux
   import Glibc
 #endif
 
-/// The session framing shared with frontd (the streaming contract): 1 byte channel,
-/// 4 bytes big-endian payload length, payload.
-enum SessionFrame {
-  static let headerSize = 5
-  /// A larger payload is a protocol error: the peer closes.
-  static let maxPayload = 1 << 20
-
-  enum Channel: UInt8 {
-    case stdin = 0
-    case stdout = 1
-    case stderr = 2
-    case end = 3
-    case resize = 4
-    case stdinEOF = 5
-  }
-
-  static func writeHeader(_ channel: Channel, length: Int, to pointer: UnsafeMutableRawPointer) {
-    pointer.storeBytes(of: channel.rawValue, as: UInt8.self)
-    pointer.storeBytes(of: UInt32(length).bigEndian, toByteOffset: 1, as: UInt32.self)
-  }
-
-  static func frame(_ channel: Channel, _ payload: [UInt8]) -> [UInt8] {
-    var bytes = [UInt8](repeating: 0, count: headerSize)
-    bytes.withUnsafeMutableBytes { writeHeader(channel, length: payload.count, to: $0.baseAddress!) }
-    return bytes + payload
-  }
-
-  /// The end frame: `{"exitCode":N}`.
-  static func end(exitCode: Int32) -> [UInt8] { frame(.end, Array("{\"exitCode\":\(exitCode)}".utf8)) }
-
-  /// The end frame of a session whose process could not start: `{"error":"…"}`.
-  static func end(error message: String) -> [UInt8] {
-    frame(.end, Array("{\"error\":\(jsonString(message))}".utf8))
-  }
-
-  static func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-      switch scalar {
-      case "\"": out += "\\\""
-      case "\\": out += "\\\\"
-      case "\n": out += "\\n"
-      case "\r": out += "\\r"
-      case "\t": out += "\\t"
-      default:
-        if scalar.value < 0x20 {
-          let hex = String(scalar.value, radix: 16)
-          out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-        } else {
-          out.unicodeScalars.append(scalar)
-        }
-      }
-    }
-    return out + "\""
-  }
-}
+/// The session framing (`SessionFraming`, the contract with frontd's streaming server)
+/// under the short name the shim's session code uses.
+typealias SessionFrame = SessionFraming
 
 /// The unix socket one session waits on: mode 0600, one connection accepted within a
 /// deadline, the path unlinked once connected or given up.

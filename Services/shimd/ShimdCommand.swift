@@ -94,7 +94,7 @@ struct ShimdCommand: ParsableCommand {
       return
     }
     guard bundle.hasPrefix("/") else { throw ValidationError("--bundle must be an absolute path") }
-    guard Files.exists(bundle + "/config.json") else {
+    guard Files.exists(BundleLayout(directory: bundle).config) else {
       throw ValidationError("--bundle: \(bundle)/config.json does not exist")
     }
     guard runtime.hasPrefix("/"), access(runtime, X_OK) == 0 else {

@@ -45,113 +45,35 @@ extension CrispConfig {
     }
     var config = CrispConfig()
     var top = TableReader(table: table, prefix: "", file: file)
-    try top.string("root", into: &config.root, check: absolutePath)
-    try top.string("run_root", into: &config.runRoot, check: runRootPath)
-    try top.string("log_level", into: &config.logLevel, check: logLevelName)
-    try top.bool("seccomp", into: &config.seccomp)
-    try top.string("seccomp_action", into: &config.seccompAction) { value in
-      ["errno", "kill", "log"].contains(value) ? nil : "must be \"errno\", \"kill\" or \"log\", got \"\(value)\""
+    for section in sections {
+      if section.name.isEmpty {
+        for option in section.options { try option.read(&top, &config) }
+        continue
+      }
+      guard var reader = try top.subtable(section.name) else { continue }
+      for option in section.options { try option.read(&reader, &config) }
+      try reader.finish()
     }
+    try top.finish()
+    try config.checkTogether(file: file)
+    return config
+  }
 
-    if var ipc = try top.subtable("ipc") {
-      try ipc.int("request_timeout_ms", into: &config.ipc.requestTimeoutMs, range: 1...3_600_000)
-      try ipc.int("health_timeout_ms", into: &config.ipc.healthTimeoutMs, range: 1...60_000)
-      try ipc.int("server_workers", into: &config.ipc.serverWorkers, range: 1...1024)
-      try ipc.int("pull_timeout_ms", into: &config.ipc.pullTimeoutMs, range: 1_000...86_400_000)
-      try ipc.finish()
-    }
-    if var frontd = try top.subtable("frontd") {
-      try frontd.string("listen", into: &config.frontd.listen, check: optionalAbsolutePath)
-      try frontd.string("socket_group", into: &config.frontd.socketGroup, check: groupName)
-      try frontd.string("runtime_path", into: &config.frontd.runtimePath, check: absolutePath)
-      try frontd.stringTable("runtime_handlers", into: &config.frontd.runtimeHandlers) { name, path in
-        if name == "runc" { return "\"runc\" is runtime_path; name the others differently" }
-        if name.isEmpty || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) {
-          return "handler name \"\(name)\" must be letters, digits, '-', '_' or '.'"
-        }
-        return absolutePath(path)
-      }
-      try frontd.string("shimd_path", into: &config.frontd.shimdPath, check: optionalAbsolutePath)
-      try frontd.string("pause_path", into: &config.frontd.pausePath, check: optionalAbsolutePath)
-      try frontd.strings("capabilities", into: &config.frontd.capabilities, check: capabilityName)
-      try frontd.string("stream_address", into: &config.frontd.streamAddress) { $0.isEmpty ? "must not be empty" : nil }
-      try frontd.int("stream_port", into: &config.frontd.streamPort, range: 0...65535)
-      try frontd.string("stream_tls_cert", into: &config.frontd.streamTLSCert, check: optionalAbsolutePath)
-      try frontd.string("stream_tls_key", into: &config.frontd.streamTLSKey, check: optionalAbsolutePath)
-      try frontd.string("stream_tls_client_ca", into: &config.frontd.streamTLSClientCA, check: optionalAbsolutePath)
-      try frontd.int("stream_idle_timeout_ms", into: &config.frontd.streamIdleTimeoutMs, range: 1_000...86_400_000)
-      try frontd.int("stream_token_ttl_ms", into: &config.frontd.streamTokenTTLMs, range: 1_000...3_600_000)
-      try frontd.int("max_stream_sessions", into: &config.frontd.maxStreamSessions, range: 1...100_000)
-      try frontd.int("metrics_port", into: &config.frontd.metricsPort, range: 0...65535)
-      try frontd.string("metrics_address", into: &config.frontd.metricsAddress) {
-        $0.isEmpty ? "must not be empty" : nil
-      }
-      if config.frontd.streamTLSCert.isEmpty != config.frontd.streamTLSKey.isEmpty {
-        throw frontd.fail("stream_tls_key", "stream_tls_cert and stream_tls_key go together")
-      }
-      try frontd.string("cgroup_driver", into: &config.frontd.cgroupDriver) { value in
-        ["cgroupfs", "systemd"].contains(value) ? nil : "must be \"cgroupfs\" or \"systemd\", got \"\(value)\""
-      }
-      try frontd.string("seccomp_profile", into: &config.frontd.seccompProfile, check: absolutePath)
-      try frontd.bool("seccomp_use_default_when_empty", into: &config.frontd.seccompUseDefaultWhenEmpty)
-      try frontd.string("default_log_dir", into: &config.frontd.defaultLogDir, check: absolutePath)
-      try frontd.string("log_level", into: &config.frontd.logLevel, check: optionalLogLevelName)
-      try frontd.finish()
-    }
-    if var imaged = try top.subtable("imaged") {
-      try imaged.strings("capabilities", into: &config.imaged.capabilities, check: capabilityName)
-      try imaged.string("registries_conf", into: &config.imaged.registriesConf, check: absolutePath)
-      try imaged.string("auth_file", into: &config.imaged.authFile, check: absolutePath)
-      try imaged.string("certs_dir", into: &config.imaged.certsDir, check: absolutePath)
-      try imaged.int("max_concurrent_downloads", into: &config.imaged.maxConcurrentDownloads, range: 1...64)
-      try imaged.int("max_concurrent_pulls", into: &config.imaged.maxConcurrentPulls, range: 1...1024)
-      try imaged.int("max_queued_pulls", into: &config.imaged.maxQueuedPulls, range: 0...1024)
-      try imaged.int("pull_progress_timeout_ms", into: &config.imaged.pullProgressTimeoutMs, range: 100...3_600_000)
-      try imaged.strings("pinned_images", into: &config.imaged.pinnedImages) { pattern in
-        if pattern.isEmpty || pattern == "*" || pattern == "**" { return "must name an image or a pattern" }
-        let keyword = pattern.count > 2 && pattern.hasPrefix("*") && pattern.hasSuffix("*")
-        let inner = pattern.dropFirst(keyword ? 1 : 0).dropLast(pattern.hasSuffix("*") ? 1 : 0)
-        return inner.contains("*")
-          ? "\"\(pattern)\": a '*' may end a pattern (a glob) or start and end one (a keyword), nowhere else" : nil
-      }
-      try imaged.int("max_layer_bytes", into: &config.imaged.maxLayerBytes, range: 1...(1 << 50))
-      try imaged.int("max_image_bytes", into: &config.imaged.maxImageBytes, range: 1...(1 << 50))
-      try imaged.int("max_layer_entries", into: &config.imaged.maxLayerEntries, range: 1...1_000_000_000)
-      try imaged.int("max_path_depth", into: &config.imaged.maxPathDepth, range: 1...4096)
-      try imaged.int("min_free_bytes", into: &config.imaged.minFreeBytes, range: 0...(1 << 50))
-      try imaged.string("log_level", into: &config.imaged.logLevel, check: optionalLogLevelName)
-      try imaged.finish()
+  /// What no single option can check alone.
+  private func checkTogether(file: String) throws(ConfigError) {
+    if frontd.streamTLSCert.isEmpty != frontd.streamTLSKey.isEmpty {
+      throw ConfigError(
+        file: file, key: "frontd.stream_tls_key", reason: "stream_tls_cert and stream_tls_key go together")
     }
     // Each waiting or running pull holds one of imaged's IPC contexts (ipc.server_workers).
     let reserved = 4
-    let pulls = config.imaged.maxConcurrentPulls + config.imaged.maxQueuedPulls
-    if pulls > config.ipc.serverWorkers - reserved {
+    let pulls = imaged.maxConcurrentPulls + imaged.maxQueuedPulls
+    if pulls > ipc.serverWorkers - reserved {
       throw ConfigError(
         file: file, key: "imaged.max_queued_pulls",
         reason: "max_concurrent_pulls + max_queued_pulls (\(pulls)) must leave \(reserved) of ipc.server_workers "
-          + "(\(config.ipc.serverWorkers)) free for health and status calls")
+          + "(\(ipc.serverWorkers)) free for health and status calls")
     }
-    if var netd = try top.subtable("netd") {
-      try netd.string("cni_config_dir", into: &config.netd.cniConfigDir, check: absolutePath)
-      try netd.strings("cni_plugin_dirs", into: &config.netd.cniPluginDirs, check: absolutePath)
-      try netd.string("cni_default_network", into: &config.netd.cniDefaultNetwork) { _ in nil }
-      try netd.int("cni_plugin_timeout_ms", into: &config.netd.cniPluginTimeoutMs, range: 100...600_000)
-      try netd.strings("capabilities", into: &config.netd.capabilities, check: capabilityName)
-      try netd.string("log_level", into: &config.netd.logLevel, check: optionalLogLevelName)
-      try netd.finish()
-    }
-    if var shimd = try top.subtable("shimd") {
-      try shimd.string("log_level", into: &config.shimd.logLevel, check: optionalLogLevelName)
-      try shimd.finish()
-    }
-    if var tracing = try top.subtable("tracing") {
-      try tracing.string("endpoint", into: &config.tracing.endpoint, check: optionalHTTPURL)
-      try tracing.double("sampling_ratio", into: &config.tracing.samplingRatio, range: 0...1)
-      try tracing.int("export_interval_ms", into: &config.tracing.exportIntervalMs, range: 10...600_000)
-      try tracing.finish()
-    }
-    try top.finish()
-    return config
   }
 
   private static func readFile(_ path: String) -> String? {
@@ -171,61 +93,9 @@ extension CrispConfig {
   }
 }
 
-// Value checks: each returns the reason a value is refused, or nil.
-/// The longest socket path under run_root, each container's shim's, must fit in a Unix
-/// socket address (108 bytes with the NUL); a longer one fails only at the first
-/// container, with an error from NNG that names no length.
-private func runRootPath(_ value: String) -> String? {
-  if let notAbsolute = absolutePath(value) { return notAbsolute }
-  let longest = CrispPaths(root: "/", runRoot: value).shimSocket(containerID: String(repeating: "0", count: 64))
-  let room = 107 - (longest.utf8.count - value.utf8.count)
-  guard value.utf8.count <= room else {
-    return "is \(value.utf8.count) bytes long, at most \(room): each container's shim listens on "
-      + "<run_root>/shims/<64-hex id>.ipc, and a Unix socket path has 107 bytes"
-  }
-  return nil
-}
-
-private func absolutePath(_ value: String) -> String? {
-  value.hasPrefix("/") ? nil : "must be an absolute path, got \"\(value)\""
-}
-private func optionalAbsolutePath(_ value: String) -> String? {
-  value.isEmpty ? nil : absolutePath(value)
-}
-private func logLevelName(_ value: String) -> String? {
-  Logger.Level(configName: value) == nil
-    ? "unknown log level \"\(value)\" (trace, debug, info, notice, warning, error, critical)" : nil
-}
-private func optionalLogLevelName(_ value: String) -> String? {
-  value.isEmpty ? nil : logLevelName(value)
-}
-private func capabilityName(_ value: String) -> String? {
-  if value == "ALL" { return nil }
-  do {
-    _ = try Capability(name: value)
-    return nil
-  } catch {
-    return error.message
-  }
-}
-private func optionalHTTPURL(_ value: String) -> String? {
-  if value.isEmpty { return nil }
-  guard let scheme = value.firstRange(of: "://"), ["http", "https"].contains(value[..<scheme.lowerBound]),
-    value[scheme.upperBound...].first.map({ $0 != "/" }) ?? false,
-    value.allSatisfy({ $0.isASCII && !$0.isWhitespace })
-  else {
-    return "must be an http:// or https:// URL with a host, got \"\(value)\""
-  }
-  return nil
-}
-private func groupName(_ value: String) -> String? {
-  if value.isEmpty { return nil }
-  return getgrnam(value) == nil ? "no such group \"\(value)\"" : nil
-}
-
 /// Reads the keys of one TOML table, remembering which were used so that `finish()`
 /// can refuse the rest by name.
-private struct TableReader {
+struct TableReader {
   let table: TOMLTable
   let prefix: String
   let file: String
@@ -284,6 +154,38 @@ private struct TableReader {
       result[name] = string
     }
     target = result
+  }
+
+  /// One of a fixed set of names (an enum's raw values).
+  mutating func choice<Choice: RawRepresentable & CaseIterable>(
+    _ key: String, into target: inout Choice
+  ) throws(ConfigError) where Choice.RawValue == String {
+    var name = target.rawValue
+    try string(key, into: &name) { value in
+      Choice(rawValue: value) != nil
+        ? nil
+        : "must be " + Choice.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ") + ", got \"\(value)\""
+    }
+    target = Choice(rawValue: name) ?? target
+  }
+
+  mutating func level(_ key: String, into target: inout Logger.Level) throws(ConfigError) {
+    var level: Logger.Level? = target
+    try optionalLevel(key, into: &level, emptyMeans: false)
+    target = level ?? target
+  }
+
+  /// A log level, or "" for none (the daemon's table then follows the global one).
+  mutating func optionalLevel(_ key: String, into target: inout Logger.Level?, emptyMeans: Bool = true)
+    throws(ConfigError)
+  {
+    var name = target?.rawValue ?? ""
+    try string(key, into: &name) { value in
+      if value.isEmpty && emptyMeans { return nil }
+      return Logger.Level(configName: value) == nil
+        ? "unknown log level \"\(value)\" (trace, debug, info, notice, warning, error, critical)" : nil
+    }
+    target = name.isEmpty ? nil : Logger.Level(configName: name)
   }
 
   mutating func bool(_ key: String, into target: inout Bool) throws(ConfigError) {

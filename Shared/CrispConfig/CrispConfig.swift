@@ -1,4 +1,5 @@
 import CrispCore
+import CrispDaemon
 import CrispLinux
 import Logging
 
@@ -12,13 +13,13 @@ public struct CrispConfig: Sendable, Equatable {
   public var root = "/var/lib/crisp"
   /// Runtime state cleared by a reboot: sockets, pinned namespaces, container bundles.
   public var runRoot = "/run/crisp"
-  /// trace, debug, info, notice, warning, error or critical.
-  public var logLevel = "info"
+  /// Every daemon's, unless its own table sets one.
+  public var logLevel: Logger.Level = .info
 
   /// Each daemon confines itself with its seccomp filter (false only for debugging).
   public var seccomp = true
-  /// What a refused system call gets: "errno" (EPERM), "kill" or "log" (allowed, logged).
-  public var seccompAction = "errno"
+  /// What a refused system call gets: EPERM, the daemon killed, or only a log line.
+  public var seccompAction: SeccompAction = .errno
 
   public var ipc = IPC()
   public var frontd = Frontd()
@@ -81,8 +82,8 @@ public struct CrispConfig: Sendable, Equatable {
     public var pausePath = ""
     /// The shimd executable; empty means the one beside cri-frontd.
     public var shimdPath = ""
-    /// "cgroupfs" or "systemd", as kubelet's cgroupDriver.
-    public var cgroupDriver = "cgroupfs"
+    /// As kubelet's cgroupDriver.
+    public var cgroupDriver: CgroupDriver = .cgroupfs
     /// The RuntimeDefault seccomp profile (containers' seccomp.json format).
     public var seccompProfile = "/etc/crisp/seccomp.json"
     /// A container whose request names no seccomp profile gets `seccomp_profile` (true,
@@ -92,7 +93,7 @@ public struct CrispConfig: Sendable, Equatable {
     /// Where container logs go when the pod names no log directory.
     public var defaultLogDir = "/var/log/crisp/pods"
     /// Overrides the top-level log_level for this daemon when not empty.
-    public var logLevel = ""
+    public var logLevel: Logger.Level? = nil
     public init() {}
   }
 
@@ -133,7 +134,7 @@ public struct CrispConfig: Sendable, Equatable {
     /// A pull stops, leaving nothing behind, when the image store's filesystem would have
     /// less free than this.
     public var minFreeBytes = 512 << 20
-    public var logLevel = ""
+    public var logLevel: Logger.Level? = nil
     public init() {}
   }
 
@@ -149,12 +150,12 @@ public struct CrispConfig: Sendable, Equatable {
     public var cniPluginTimeoutMs = 60_000
     /// Capabilities netd (and so its CNI plugins) keeps. ["ALL"] keeps all.
     public var capabilities = ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]
-    public var logLevel = ""
+    public var logLevel: Logger.Level? = nil
     public init() {}
   }
 
   public struct Shimd: Sendable, Equatable {
-    public var logLevel = ""
+    public var logLevel: Logger.Level? = nil
     public init() {}
   }
 
@@ -182,15 +183,23 @@ public struct CrispConfig: Sendable, Equatable {
 
   /// The level a daemon logs at: its own override, else the global one.
   public func logLevel(for daemon: Daemon) -> Logger.Level {
-    let own: String =
+    let own: Logger.Level? =
       switch daemon {
       case .frontd: frontd.logLevel
       case .imaged: imaged.logLevel
       case .netd: netd.logLevel
       case .shimd: shimd.logLevel
       }
-    return Logger.Level(configName: own.isEmpty ? logLevel : own) ?? .info
+    return own ?? logLevel
   }
+
+  /// Who creates the containers' cgroups: crisp under cgroupfs, or systemd (a scope
+  /// per container), as kubelet's cgroupDriver says.
+  public enum CgroupDriver: String, Sendable, CaseIterable {
+    case cgroupfs, systemd
+  }
+
+  public typealias SeccompAction = DaemonPrivileges.Action
 
   public enum Daemon: String, Sendable {
     case frontd = "cri-frontd"

@@ -10,7 +10,7 @@ import Logging
 /// Installs the daemon's seccomp filter (unless `seccomp` is off) and logs what the
 /// daemon now runs with. Called once its sockets are bound, before it serves.
 public func confine(
-  seccomp: Bool, action: String, caps: ProcessCapabilities, profile: SeccompProfile, logger: Logger
+  seccomp: Bool, action: DaemonPrivileges.Action, caps: ProcessCapabilities, profile: SeccompProfile, logger: Logger
 ) throws(CrispError) {
   // Every daemon runs as uid 0, and the kernel lets a process of the same uid whose
   // capabilities include the target's read and write the target's memory
@@ -28,7 +28,7 @@ public func confine(
     _ = setrlimit(RLIMIT_NOFILE_CONSTANT, &files)
   }
   if seccomp {
-    try DaemonPrivileges.installSeccomp(profile, action: DaemonPrivileges.Action(rawValue: action) ?? .errno)
+    try DaemonPrivileges.installSeccomp(profile, action: action)
   }
   logger.info(
     "privileges",
@@ -37,7 +37,8 @@ public func confine(
       "no_new_privs": "\(ProcessControl.noNewPrivileges)", "open_files": "\(files.rlim_cur)",
       "dumpable": "\(crisp_get_dumpable() == 1)",
       "seccomp": seccomp
-        ? "\(action): \(profile.denied.joined(separator: ",")); sockets \(profile.socketFamilies.sorted())" : "off",
+        ? "\(action.rawValue): \(profile.denied.joined(separator: ",")); sockets \(profile.socketFamilies.sorted())"
+        : "off",
     ])
 }
 

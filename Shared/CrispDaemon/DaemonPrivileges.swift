@@ -62,7 +62,7 @@ public enum DaemonPrivileges {
     throw CrispError(.internal, "cannot re-execute to drop capabilities: \(String(cString: strerror(errno)))")
   }
 
-  public enum Action: String, Sendable {
+  public enum Action: String, Sendable, CaseIterable {
     case errno, kill, log
   }
 

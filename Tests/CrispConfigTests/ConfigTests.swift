@@ -12,7 +12,10 @@ import Testing
   @Test func renderedCustomValuesRoundTrip() throws {
     var config = CrispConfig()
     config.root = "/srv/crisp \"quoted\""
-    config.logLevel = "debug"
+    config.logLevel = .debug
+    config.netd.logLevel = .trace
+    config.frontd.cgroupDriver = .systemd
+    config.seccompAction = .log
     config.ipc.requestTimeoutMs = 1234
     config.netd.cniPluginDirs = ["/a", "/b\\c"]
     config.frontd.listen = "/tmp/x.sock"
@@ -116,5 +119,43 @@ extension ConfigTests {
     let seccomp = #expect(throws: ConfigError.self) { try CrispConfig.parse("seccomp = \"no\"") }
     #expect(seccomp?.reason.contains("true or false") == true)
     #expect(try CrispConfig.parse("seccomp = false\n[imaged]\ncapabilities = [\"ALL\"]").seccomp == false)
+  }
+}
+
+/// The README's table of options is the one the option list prints: a key added,
+/// renamed or given a new default without the README following fails here.
+extension ConfigTests {
+  @Test func theReadmesTableOfOptionsIsTheOneTheOptionListPrints() throws {
+    let package = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent()
+    let readme = try String(contentsOf: package.appendingPathComponent("README.md"), encoding: .utf8)
+    let start = try #require(readme.range(of: "| key | default | meaning |\n"))
+    let rest = readme[start.lowerBound...]
+    let end = rest.range(of: "\n\n")?.lowerBound ?? rest.endIndex
+    let table = String(rest[..<end]) + "\n"
+    #expect(table == CrispConfig.markdownTable(), "run `cri-frontd config --markdown` and put its output in the README")
+  }
+
+  @Test func everyPrintedKeyIsReadAndAWrongTypeIsRefusedByName() throws {
+    // Each key of the printed file, given a value of a type no option takes, is refused
+    // naming that key: the loader reads every key the printer writes.
+    let printed = CrispConfig().renderTOML()
+    var table = ""
+    var keys: [String] = []
+    for line in printed.split(separator: "\n") where !line.hasPrefix("#") {
+      if line.hasPrefix("[") {
+        table = String(line.dropFirst().dropLast())
+      } else if let equals = line.firstIndex(of: "=") {
+        let key = line[..<equals].trimmingCharacters(in: .whitespaces)
+        keys.append(table.isEmpty ? key : table + "." + key)
+      }
+    }
+    #expect(keys.count > 50)
+    for key in keys {
+      let parts = key.split(separator: ".")
+      let toml = parts.count == 1 ? "\(key) = 2026-12-07" : "[\(parts[0])]\n\(parts[1]) = 2026-12-07"
+      let error = #expect(throws: ConfigError.self, "\(key)") { try CrispConfig.parse(toml) }
+      #expect(error?.key == key, "\(key): \(String(describing: error))")
+    }
   }
 }

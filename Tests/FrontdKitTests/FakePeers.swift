@@ -104,6 +104,8 @@ final class FakeShims: ShimLauncher, ContainerMonitors {
 
   func knownState(_ containerID: String) async -> ShimContainerState? { await state(containerID) }
 
+  func observe(_ containerID: String, _ state: ShimContainerState) {}
+
   func forget(_ containerID: String) {}
 
   /// The shim died: it no longer answers; what it wrote stays.

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CrispConfig
 import CrispCore
-import CrispDaemon
+import CrispSingletonDaemon
 import FrontdKit
 
 /// cri-frontd: the only process kubelet talks to.
@@ -19,18 +19,10 @@ struct Serve: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "serve", abstract: "Serve the CRI on its socket (the default).")
 
-  @Option(help: "Configuration file (default \(CrispConfig.defaultPath)).")
-  var config: String?
-
-  @Option(help: "Log level, overriding the configuration.")
-  var logLevel: String?
-
-  // Tests only: serve debug.syscall on frontd's IPC socket (TestHooks).
-  @Flag(name: .customLong(TestHooks.flag), help: .hidden)
-  var testHooks = false
+  @OptionGroup var options: DaemonOptions
 
   func run() async throws {
-    try await FrontDaemon.run(configPath: config, logLevel: logLevel, testHooks: testHooks)
+    try await FrontDaemon.run(configPath: options.config, logLevel: options.logLevel, testHooks: options.testHooks)
   }
 }
 
@@ -42,7 +34,14 @@ struct PrintConfig: ParsableCommand {
   @Option(help: "A configuration file to read; without it the defaults are printed.")
   var config: String?
 
+  @Flag(help: "Print the README's table of options (key, default, meaning) instead.")
+  var markdown = false
+
   func run() throws {
+    if markdown {
+      print(CrispConfig.markdownTable(), terminator: "")
+      return
+    }
     let loaded: CrispConfig
     do {
       loaded = config == nil ? CrispConfig() : try CrispConfig.load(path: config)

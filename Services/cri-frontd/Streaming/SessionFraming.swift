@@ -1,17 +1,12 @@
+import CrispCore
 import NIOCore
 
-/// Channel numbers of the session framing on an exec/attach socket (see `StreamingBackend`).
-public enum SessionChannel: UInt8, Sendable {
-  case stdin = 0
-  case stdout = 1
-  case stderr = 2
-  case end = 3
-  case resize = 4
-  case stdinEOF = 5
-}
+/// Channel numbers of the session framing on an exec/attach socket (`SessionFraming`
+/// in CrispCore, the contract with the shims).
+public typealias SessionChannel = SessionFraming.Channel
 
 /// The largest payload of one session frame; a larger one is a protocol error.
-public let maxSessionFramePayload = 1 << 20
+public let maxSessionFramePayload = SessionFraming.maxPayload
 
 public struct SessionFrame: Sendable, Equatable {
   public var channel: UInt8
@@ -66,8 +61,8 @@ public struct SessionFrameDecoder: ByteToMessageDecoder {
       let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self)
     else { return nil }
     guard Int(length) <= maxSessionFramePayload else { throw SessionFramingError.payloadTooLarge(Int(length)) }
-    guard buffer.readableBytes >= 5 + Int(length) else { return nil }
-    buffer.moveReaderIndex(forwardBy: 5)
+    guard buffer.readableBytes >= SessionFraming.headerSize + Int(length) else { return nil }
+    buffer.moveReaderIndex(forwardBy: SessionFraming.headerSize)
     return SessionFrame(channel: channel, payload: buffer.readSlice(length: Int(length))!)
   }
 }
@@ -80,7 +75,7 @@ public final class SessionFrameEncoder: ChannelOutboundHandler {
 
   public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
     let frame = unwrapOutboundIn(data)
-    var header = context.channel.allocator.buffer(capacity: 5)
+    var header = context.channel.allocator.buffer(capacity: SessionFraming.headerSize)
     header.writeInteger(frame.channel)
     header.writeInteger(UInt32(frame.payload.readableBytes))
     if frame.payload.readableBytes == 0 {

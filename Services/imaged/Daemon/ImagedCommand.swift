@@ -4,7 +4,7 @@ import CrispCore
 import CrispDaemon
 import CrispIPC
 import CrispLinux
-import CrispTracing
+import CrispSingletonDaemon
 import ImagedKit
 import Logging
 
@@ -17,60 +17,42 @@ struct ImagedCommand: AsyncParsableCommand {
     abstract: "crisp's image daemon: registry pulls, content store, layer unpacking.",
     version: CrispVersion.string)
 
-  @Option(help: "Configuration file (default \(CrispConfig.defaultPath)).")
-  var config: String?
-
-  @Option(help: "Log level, overriding the configuration.")
-  var logLevel: String?
-
-  // Tests only: serve debug.syscall (TestHooks).
-  @Flag(name: .customLong(TestHooks.flag), help: .hidden)
-  var testHooks = false
+  @OptionGroup var options: DaemonOptions
 
   func run() async throws {
-    let signals = TerminationSignals()
-    let (config, logger) = try DaemonStartup.load(daemon: .imaged, configPath: self.config, logLevel: logLevel)
-    let caps = try DaemonPrivileges.restrictCapabilities(to: CrispConfig.keptCapabilities(config.imaged.capabilities))
-    // After the capability drop (a re-execution: the exporter's threads come after it).
-    let tracing = try CrispTracing.start(config.tracing, daemon: .imaged, logger: logger)
-    let paths = config.paths
-    try makePrivateDirectory(paths.imagesDir)
-
-    let registries = try loadOrExit(logger) { () throws(RegistriesConfigError) in
-      try RegistriesConfig.load(path: config.imaged.registriesConf)
+    try await SingletonDaemon.run(.imaged, options: options) { config, logger in
+      try makePrivateDirectory(config.paths.imagesDir)
+      let registries = try loadOrExit(logger) { () throws(RegistriesConfigError) in
+        try RegistriesConfig.load(path: config.imaged.registriesConf)
+      }
+      let authFile = try loadOrExit(logger) { () throws(AuthFileError) in
+        try AuthFile.load(path: config.imaged.authFile)
+      }
+      let store = try ImageStore(
+        paths: ImageStorePaths(base: config.paths.imagesDir), registries: registries,
+        pinnedImages: config.imaged.pinnedImages, logger: logger)
+      try store.cleanUpAfterRestart()
+      let client = RegistryClient(certsDir: config.imaged.certsDir, logger: logger)
+      let puller = ImagePuller(
+        client: client, registries: registries, authFile: authFile, store: store,
+        settings: PullSettings(
+          maxConcurrentDownloads: config.imaged.maxConcurrentDownloads,
+          progressTimeoutMs: Int64(config.imaged.pullProgressTimeoutMs),
+          limits: UnpackLimits(
+            maxLayerBytes: Int64(config.imaged.maxLayerBytes), maxImageBytes: Int64(config.imaged.maxImageBytes),
+            maxLayerEntries: config.imaged.maxLayerEntries, maxPathDepth: config.imaged.maxPathDepth,
+            minFreeBytes: Int64(config.imaged.minFreeBytes))),
+        logger: logger)
+      let pulls = PullGate(maxRunning: config.imaged.maxConcurrentPulls, maxWaiting: config.imaged.maxQueuedPulls)
+      let handlers = ImageHandlers(store: store, puller: puller, pulls: pulls, logger: logger)
+      let identity = DaemonIdentity(name: "imaged")
+      return SingletonDaemon.Service(
+        register: { router in
+          router.register(Health.self) { _ in identity.health() }
+          handlers.register(in: &router)
+        },
+        stopped: { await client.shutdown() })
     }
-    let authFile = try loadOrExit(logger) { () throws(AuthFileError) in try AuthFile.load(path: config.imaged.authFile)
-    }
-    let store = try ImageStore(
-      paths: ImageStorePaths(base: paths.imagesDir), registries: registries, pinnedImages: config.imaged.pinnedImages,
-      logger: logger)
-    try store.cleanUpAfterRestart()
-    let client = RegistryClient(certsDir: config.imaged.certsDir, logger: logger)
-    let puller = ImagePuller(
-      client: client, registries: registries, authFile: authFile, store: store,
-      settings: PullSettings(
-        maxConcurrentDownloads: config.imaged.maxConcurrentDownloads,
-        progressTimeoutMs: Int64(config.imaged.pullProgressTimeoutMs),
-        limits: UnpackLimits(
-          maxLayerBytes: Int64(config.imaged.maxLayerBytes), maxImageBytes: Int64(config.imaged.maxImageBytes),
-          maxLayerEntries: config.imaged.maxLayerEntries, maxPathDepth: config.imaged.maxPathDepth,
-          minFreeBytes: Int64(config.imaged.minFreeBytes))),
-      logger: logger)
-    let pulls = PullGate(maxRunning: config.imaged.maxConcurrentPulls, maxWaiting: config.imaged.maxQueuedPulls)
-    let handlers = ImageHandlers(store: store, puller: puller, pulls: pulls, logger: logger)
-
-    let identity = DaemonIdentity(name: "imaged")
-    var router = IPCRouter()
-    router.register(Health.self) { _ in identity.health() }
-    handlers.register(in: &router)
-    if testHooks { TestHooks.register(in: &router, logger: logger) }
-
-    let address = CrispPaths.ipcAddress(paths.imagedSocket)
-    let server = try IPCServer(address: address, router: router, workers: config.ipc.serverWorkers, logger: logger)
-    try confine(seccomp: config.seccomp, action: config.seccompAction, caps: caps, profile: .imaged, logger: logger)
-    logger.info("imaged serving", metadata: ["socket": "\(address)", "version": "\(CrispVersion.string)"])
-    await CrispTracing.exporting(tracing) { await serveUntilTerminated(server, signals: signals, logger: logger) }
-    await client.shutdown()
   }
 
   /// A configuration file imaged cannot read stops it with the file's own message.

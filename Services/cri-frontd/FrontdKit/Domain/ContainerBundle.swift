@@ -2,28 +2,27 @@ import CrispCore
 import CrispIPC
 import Foundation
 
-/// A container's bundle directory, `<run_root>/containers/<id>/`: `config.json` (the
-/// OCI spec frontd built), `rootfs.json` (the overlay imaged prepared, mounted by the
-/// shim at `rootfs/`), and the shim's `exit.json` once the container has exited.
+/// A container's bundle as frontd writes it and reads what the shim left
+/// (`BundleLayout` names the files).
 struct ContainerBundle {
-  let directory: String
+  let layout: BundleLayout
 
   init(paths: CrispPaths, containerID: String) {
-    directory = paths.containersDir + "/" + containerID
+    layout = BundleLayout(paths: paths, containerID: containerID)
   }
 
-  var exitFile: String { directory + "/exit.json" }
+  var directory: String { layout.directory }
 
   /// `rootfs` nil: no image; `rootfs/` is made an empty directory (a pod's infra process).
   func write(spec: [UInt8], rootfs: RootfsMount?) throws(CrispError) {
     do {
       try FileManager.default.createDirectory(
         atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-      try Data(spec).write(to: URL(fileURLWithPath: directory + "/config.json"), options: .atomic)
+      try Data(spec).write(to: URL(fileURLWithPath: layout.config), options: .atomic)
       if let rootfs {
-        try JSONEncoder().encode(rootfs).write(to: URL(fileURLWithPath: directory + "/rootfs.json"), options: .atomic)
+        try JSONEncoder().encode(rootfs).write(to: URL(fileURLWithPath: layout.rootfsMount), options: .atomic)
       } else {
-        try FileManager.default.createDirectory(atPath: directory + "/rootfs", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: layout.rootfs, withIntermediateDirectories: true)
       }
     } catch {
       throw CrispError(.internal, "cannot write the bundle \(directory): \(error)")
@@ -32,7 +31,7 @@ struct ContainerBundle {
 
   /// The exit the shim recorded, if it did.
   func exitRecord() -> ContainerExitRecord? {
-    guard let data = FileManager.default.contents(atPath: exitFile) else { return nil }
+    guard let data = FileManager.default.contents(atPath: layout.exitRecord) else { return nil }
     return try? JSONDecoder().decode(ContainerExitRecord.self, from: data)
   }
 

@@ -67,7 +67,7 @@ final class ContainerLauncher: Sendable {
     let ownOOM =
       Int(readWholeFileOrEmpty("/proc/self/oom_score_adj").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     return SpecOptions(
-      cgroupDriver: config.frontd.cgroupDriver == "systemd" ? .systemd : .cgroupfs,
+      cgroupDriver: config.frontd.cgroupDriver == .systemd ? .systemd : .cgroupfs,
       cgroup: CgroupFeatures.detect(),
       grantableCapabilities: shims.grantableCapabilities(),
       defaultSeccompProfile: profile,

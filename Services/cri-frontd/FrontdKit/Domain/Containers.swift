@@ -128,6 +128,7 @@ final class Containers: Sendable {
         throw CrispError(.failedPrecondition, "container \(container.id) has no monitor left; remove it")
       }
       let state = try await shim.start()
+      monitors.observe(container.id, state)
       events.record(.started, container.record, at: state.startedAt)
     }
     logger.info("container started", metadata: ["container": "\(container.id)"])
@@ -139,6 +140,7 @@ final class Containers: Sendable {
   func stop(_ container: Container, timeoutSeconds: Int64) async throws(CrispError) {
     guard let shim = monitors.monitor(container.id) else { return }
     let state = try await shim.stop(timeoutSeconds: timeoutSeconds, signal: container.record.stopSignal)
+    monitors.observe(container.id, state)
     if state.state == .exited {
       events.record(.stopped, container.record, at: state.finishedAt, exit: state)
     }
@@ -156,7 +158,7 @@ final class Containers: Sendable {
       // No shim (it died): delete what the runtime may still hold, best effort.
       let handler = sandboxes.records.get(container.podID)?.record.runtimeHandler ?? "runc"
       await launcher.shims.cleanUpAfterDeadShim(
-        containerID: container.id, handler: handler, rootfs: bundle.directory + "/rootfs")
+        containerID: container.id, handler: handler, rootfs: bundle.layout.rootfs)
     }
     monitors.forget(container.id)
     bundle.remove()

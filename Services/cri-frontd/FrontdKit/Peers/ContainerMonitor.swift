@@ -26,6 +26,9 @@ protocol ContainerMonitors: Sendable {
   func state(_ containerID: String) async -> ShimContainerState?
   /// The monitor's last answer while it still holds, else its answer now.
   func knownState(_ containerID: String) async -> ShimContainerState?
+  /// What a monitor said outside `knownState` (a start's or a stop's answer, an exit
+  /// event), so that what is known moves on with it.
+  func observe(_ containerID: String, _ state: ShimContainerState)
   /// The container is gone: its connection and what its monitor said.
   func forget(_ containerID: String)
 }

@@ -74,15 +74,29 @@ final class ShimClients: ContainerMonitors {
     return answer
   }
 
-  /// An exit is final. A running container's answer holds while its init runs: a pidfd
-  /// on the init, opened before a later answer named the same pid, so that it is that
-  /// process and not a later one given the same pid. A created container is asked every
-  /// time (kubelet starts it at once).
+  /// What a shim said outside `knownState` (a start's or a stop's answer, its exit
+  /// event): an exit is kept for good; any other answer drops what was known, since only
+  /// an answer asked after a watch was opened can confirm it (a created container that
+  /// was just started keeps its pid).
+  func observe(_ containerID: String, _ state: ShimContainerState) {
+    known.withLock { known in
+      if state.state == .exited {
+        known.entries[containerID] = Known(state: state, watch: nil, watchedAt: 0, confirmed: true)
+      } else {
+        known.entries.removeValue(forKey: containerID)
+      }
+    }
+  }
+
+  /// An exit is final. A created or running container's answer holds while its init
+  /// runs: a pidfd on the init, opened before a later answer named the same pid, so that
+  /// it is that process and not a later one given the same pid. Only frontd starts a
+  /// created container, and it tells `observe` when it did.
   private func remember(_ containerID: String, _ answer: ShimContainerState, askedAt: UInt64) {
     switch answer.state {
     case .exited:
       known.withLock { $0.entries[containerID] = Known(state: answer, watch: nil, watchedAt: 0, confirmed: true) }
-    case .running where answer.pid > 0:
+    case .created where answer.pid > 0, .running where answer.pid > 0:
       let confirms = known.withLock { known -> Bool in
         guard var entry = known.entries[containerID], let watch = entry.watch, watch.pid == answer.pid,
           entry.watchedAt < askedAt, !watch.hasExited

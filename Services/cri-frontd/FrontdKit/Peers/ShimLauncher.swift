@@ -71,7 +71,7 @@ struct LauncherShims: ShimLauncher {
       "--id", shim.containerID, "--bundle", shim.bundleDirectory, "--run-root", paths.runRoot,
       "--runtime", runtimePath, "--runtime-root", Self.runtimeRoot(paths, handler: shim.handler),
       "--log-path", shim.logPath, "--events", CrispPaths.ipcAddress(paths.eventsSocket), "--log-level",
-      config.shimd.logLevel.isEmpty ? config.logLevel : config.shimd.logLevel, "--daemonize",
+      config.logLevel(for: .shimd).rawValue, "--daemonize",
     ]
     if !shim.logRoot.isEmpty { arguments += ["--log-root", shim.logRoot] }
     if shim.tty { arguments.append("--tty") }

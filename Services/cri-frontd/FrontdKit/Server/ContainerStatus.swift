@@ -15,7 +15,7 @@ extension RuntimeService {
       if request.verbose {
         let bundle = launcher.bundle(view.container.id)
         var info: [String: Any] = ["pid": view.phase.pid, "sandboxID": view.container.podID]
-        if let spec = FileManager.default.contents(atPath: bundle.directory + "/config.json"),
+        if let spec = FileManager.default.contents(atPath: bundle.layout.config),
           let json = try? JSONSerialization.jsonObject(with: spec)
         {
           info["runtimeSpec"] = json

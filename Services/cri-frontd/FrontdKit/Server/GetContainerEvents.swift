@@ -46,6 +46,7 @@ extension RuntimeService {
               let exit = ShimContainerState(
                 state: .exited, pid: 0, createdAt: record.createdAt, startedAt: startedAt, finishedAt: event.finishedAt,
                 exitCode: event.exitCode, oomKilled: event.oomKilled)
+              monitors.observe(record.id, exit)
               events.record(.stopped, record, at: event.finishedAt, exit: exit)
             default:
               logger.debug("unknown shim event", metadata: ["event": "\(received.name)"])

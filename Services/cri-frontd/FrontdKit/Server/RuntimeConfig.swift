@@ -12,7 +12,7 @@ extension RuntimeService {
     -> Runtime_V1_RuntimeConfigResponse
   {
     var response = Runtime_V1_RuntimeConfigResponse()
-    response.linux.cgroupDriver = launcher.config.frontd.cgroupDriver == "systemd" ? .systemd : .cgroupfs
+    response.linux.cgroupDriver = launcher.config.frontd.cgroupDriver == .systemd ? .systemd : .cgroupfs
     return response
   }
 }

@@ -36,7 +36,7 @@ final class StatsCollector: Sendable {
   func facts(for containerID: String, bundle: ContainerBundle) -> Facts {
     if let known = facts.withLock({ $0[containerID] }) { return known }
     var found = Facts(cgroupsPath: "", upperDir: nil)
-    if let data = FileManager.default.contents(atPath: bundle.directory + "/config.json"),
+    if let data = FileManager.default.contents(atPath: bundle.layout.config),
       let spec = try? JSONDecoder().decode(RuntimeSpec.self, from: data)
     {
       found.cgroupsPath = spec.linux?.cgroupsPath ?? ""
