@@ -73,10 +73,13 @@ let package = Package(
       path: "Shared/CrispDaemon"),
 
     // Libraries for the singleton daemons.
+    // The strict TOML reader crisp.toml and registries.conf are read with.
+    .target(
+      name: "StrictTOML", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")], path: "Shared/StrictTOML"),
     .target(
       name: "CrispConfig",
       dependencies: [
-        "CrispCore", "CrispLinux", "CrispDaemon", .product(name: "TOMLKit", package: "TOMLKit"),
+        "CrispCore", "CrispLinux", "CrispDaemon", "StrictTOML",
         .product(name: "Logging", package: "swift-log"),
       ],
       path: "Shared/CrispConfig"),
@@ -169,8 +172,7 @@ let package = Package(
     .target(
       name: "ImagedKit",
       dependencies: [
-        "CArchive", "CCrispSys", "CrispCore", "CrispOCI", "CrispIPC", "CrispLinux", "CrispStorage",
-        .product(name: "TOMLKit", package: "TOMLKit"),
+        "CArchive", "CCrispSys", "CrispCore", "CrispOCI", "CrispIPC", "CrispLinux", "CrispStorage", "StrictTOML",
         .product(name: "AsyncHTTPClient", package: "async-http-client"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import CrispCgroups
+import CrispCore
 
 #if canImport(Glibc)
   import Glibc

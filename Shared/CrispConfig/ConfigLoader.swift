@@ -1,7 +1,7 @@
 import CrispCore
 import CrispLinux
 import Logging
-import TOMLKit
+import StrictTOML
 
 #if canImport(Glibc)
   import Glibc
@@ -26,35 +26,31 @@ extension CrispConfig {
     let file = path ?? defaultPath
     guard let text = readFile(file) else {
       if path == nil && errno == ENOENT { return CrispConfig() }
-      throw ConfigError(file: file, key: nil, reason: "cannot read: \(String(cString: strerror(errno)))")
+      throw ConfigError(file: file, key: nil, reason: "cannot read: \(Files.errnoText())")
     }
     return try parse(text, file: file)
   }
 
   /// Parses TOML text strictly: unknown keys, wrong types and invalid values are refused.
   public static func parse(_ text: String, file: String = "<config>") throws(ConfigError) -> CrispConfig {
-    let table: TOMLTable
+    let top: StrictTOMLTable
     do {
-      table = try TOMLTable(string: text)
-    } catch let error as TOMLParseError {
-      throw ConfigError(
-        file: file, key: nil,
-        reason: "line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+      top = try StrictTOMLTable.parse(text, file: file)
     } catch {
-      throw ConfigError(file: file, key: nil, reason: "\(error)")
+      throw ConfigError(error)
     }
     var config = CrispConfig()
-    var top = TableReader(table: table, prefix: "", file: file)
+    var reader = TableReader(keys: top)
     for section in sections {
       if section.name.isEmpty {
-        for option in section.options { try option.read(&top, &config) }
+        for option in section.options { try option.read(&reader, &config) }
         continue
       }
-      guard var reader = try top.subtable(section.name) else { continue }
-      for option in section.options { try option.read(&reader, &config) }
-      try reader.finish()
+      guard var table = try reader.subtable(section.name) else { continue }
+      for option in section.options { try option.read(&table, &config) }
+      try table.finish()
     }
-    try top.finish()
+    try reader.finish()
     try config.checkTogether(file: file)
     return config
   }
@@ -93,67 +89,47 @@ extension CrispConfig {
   }
 }
 
-/// Reads the keys of one TOML table, remembering which were used so that `finish()`
-/// can refuse the rest by name.
+/// Reads the keys of one table of crisp.toml (`StrictTOMLTable`), checking each value and
+/// naming the key in `ConfigError`.
 struct TableReader {
-  let table: TOMLTable
-  let prefix: String
-  let file: String
-  var used: Set<String> = []
+  var keys: StrictTOMLTable
 
-  init(table: TOMLTable, prefix: String, file: String) {
-    self.table = table
-    self.prefix = prefix
-    self.file = file
-  }
+  func fail(_ key: String, _ reason: String) -> ConfigError { ConfigError(keys.fail(key, reason)) }
 
-  func fullKey(_ key: String) -> String { prefix.isEmpty ? key : prefix + "." + key }
-
-  func fail(_ key: String, _ reason: String) -> ConfigError {
-    ConfigError(file: file, key: fullKey(key), reason: reason)
-  }
-
-  mutating func value(_ key: String) -> TOMLValueConvertible? {
-    used.insert(key)
-    return table[key]
+  /// `read`'s failure as a ConfigError.
+  private mutating func reading<T>(_ read: (inout StrictTOMLTable) throws(StrictTOMLError) -> T)
+    throws(ConfigError) -> T
+  {
+    do {
+      return try read(&keys)
+    } catch {
+      throw ConfigError(error)
+    }
   }
 
   mutating func string(_ key: String, into target: inout String, check: (String) -> String?) throws(ConfigError) {
-    guard let value = value(key) else { return }
-    guard let string = value.string else { throw fail(key, "expected a string, found \(value.type)") }
+    guard let string = try reading({ keys throws(StrictTOMLError) in try keys.string(key) }) else { return }
     if let reason = check(string) { throw fail(key, reason) }
     target = string
   }
 
   mutating func strings(_ key: String, into target: inout [String], check: (String) -> String?) throws(ConfigError) {
-    guard let value = value(key) else { return }
-    guard let array = value.array else { throw fail(key, "expected an array of strings, found \(value.type)") }
-    var result: [String] = []
-    for (index, element) in array.enumerated() {
-      guard let string = element.string else {
-        throw fail(key, "element \(index) must be a string, found \(element.type)")
-      }
+    guard let strings = try reading({ keys throws(StrictTOMLError) in try keys.strings(key) }) else { return }
+    for (index, string) in strings.enumerated() {
       if let reason = check(string) { throw fail(key, "element \(index): \(reason)") }
-      result.append(string)
     }
-    target = result
+    target = strings
   }
 
   /// A table of string values with free keys (`{ name = "value", ... }`).
   mutating func stringTable(
     _ key: String, into target: inout [String: String], check: (String, String) -> String?
   ) throws(ConfigError) {
-    guard let value = value(key) else { return }
-    guard let table = value.table else { throw fail(key, "expected a table of strings, found \(value.type)") }
-    var result: [String: String] = [:]
+    guard let table = try reading({ keys throws(StrictTOMLError) in try keys.stringTable(key) }) else { return }
     for name in table.keys.sorted() {
-      guard let string = table[name]?.string else {
-        throw fail(key, "\(name) must be a string, found \(table[name]?.type.description ?? "nothing")")
-      }
-      if let reason = check(name, string) { throw fail(key, reason) }
-      result[name] = string
+      if let reason = check(name, table[name]!) { throw fail(key, reason) }
     }
-    target = result
+    target = table
   }
 
   /// One of a fixed set of names (an enum's raw values).
@@ -189,26 +165,20 @@ struct TableReader {
   }
 
   mutating func bool(_ key: String, into target: inout Bool) throws(ConfigError) {
-    guard let value = value(key) else { return }
-    guard let bool = value.bool else { throw fail(key, "expected true or false, found \(value.type)") }
+    guard let bool = try reading({ keys throws(StrictTOMLError) in try keys.bool(key) }) else { return }
     target = bool
   }
 
   mutating func int(_ key: String, into target: inout Int, range: ClosedRange<Int>) throws(ConfigError) {
-    guard let value = value(key) else { return }
-    guard let int = value.int else { throw fail(key, "expected an integer, found \(value.type)") }
+    guard let int = try reading({ keys throws(StrictTOMLError) in try keys.int(key) }) else { return }
     guard range.contains(int) else {
       throw fail(key, "\(int) is out of range \(range.lowerBound)...\(range.upperBound)")
     }
     target = int
   }
 
-  /// A number; an integer is taken as one too (`1` for `1.0`).
   mutating func double(_ key: String, into target: inout Double, range: ClosedRange<Double>) throws(ConfigError) {
-    guard let value = value(key) else { return }
-    guard let number = value.double ?? value.int.map(Double.init) else {
-      throw fail(key, "expected a number, found \(value.type)")
-    }
+    guard let number = try reading({ keys throws(StrictTOMLError) in try keys.double(key) }) else { return }
     guard range.contains(number) else {
       throw fail(key, "\(number) is out of range \(range.lowerBound)...\(range.upperBound)")
     }
@@ -216,14 +186,25 @@ struct TableReader {
   }
 
   mutating func subtable(_ key: String) throws(ConfigError) -> TableReader? {
-    guard let value = value(key) else { return nil }
-    guard let table = value.table else { throw fail(key, "expected a table [\(fullKey(key))], found \(value.type)") }
-    return TableReader(table: table, prefix: fullKey(key), file: file)
+    try reading({ keys throws(StrictTOMLError) in try keys.table(key) }).map { TableReader(keys: $0) }
   }
 
   func finish() throws(ConfigError) {
-    for key in table.keys.sorted() where !used.contains(key) {
-      throw fail(key, "unknown key")
+    do {
+      try keys.finish()
+    } catch {
+      throw ConfigError(error)
+    }
+  }
+}
+
+extension ConfigError {
+  init(_ error: StrictTOMLError) {
+    switch error {
+    case .syntax(let file, let line, let column, let reason):
+      self.init(file: file, key: nil, reason: "line \(line), column \(column): \(reason)")
+    case .invalid(let file, let key, let reason):
+      self.init(file: file, key: key, reason: reason)
     }
   }
 }

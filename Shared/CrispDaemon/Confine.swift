@@ -17,7 +17,7 @@ public func confine(
   // (/proc/<pid>/mem, process_vm_writev): any root process could take over frontd,
   // which holds none, and with it the launcher. Not dumpable, only CAP_SYS_PTRACE may.
   guard crisp_set_dumpable(0) == 0, crisp_dumpable_when_crashing() == 0 else {
-    throw CrispError(.internal, "PR_SET_DUMPABLE: \(String(cString: strerror(errno)))")
+    throw CrispError(.internal, "PR_SET_DUMPABLE: \(Files.errnoText())")
   }
   // systemd starts services with 1024 descriptors (its hard limit is far higher), and a
   // daemon holds some per container: frontd a socket to each shim and a pidfd on each

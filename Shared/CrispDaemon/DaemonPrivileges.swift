@@ -59,7 +59,7 @@ public enum DaemonPrivileges {
     // it executes, and `ps`, `pgrep cri-frontd` and `pidof netd` would show "exe".
     let executable = ProcessControl.executable.flatMap { $0.replaced ? nil : $0.path } ?? "/proc/self/exe"
     _ = withCMutableStrings(arguments) { argv in execv(executable, argv) }
-    throw CrispError(.internal, "cannot re-execute to drop capabilities: \(String(cString: strerror(errno)))")
+    throw CrispError(.internal, "cannot re-execute to drop capabilities: \(Files.errnoText())")
   }
 
   public enum Action: String, Sendable, CaseIterable {

@@ -46,7 +46,7 @@ public struct ProcessCapabilities: Sendable, Equatable {
   /// Reads the sets of the calling thread.
   public static func current() throws(CrispError) -> ProcessCapabilities {
     guard let caps = cap_get_proc() else {
-      throw CrispError(.internal, "cap_get_proc: \(String(cString: strerror(errno)))")
+      throw CrispError(.internal, "cap_get_proc: \(Files.errnoText())")
     }
     defer { _ = cap_free(UnsafeMutableRawPointer(caps)) }
     func read(_ flag: cap_flag_t) throws(CrispError) -> Set<Capability> {
@@ -54,7 +54,7 @@ public struct ProcessCapabilities: Sendable, Equatable {
       for cap in Capability.all {
         var value = cap_flag_value_t(0)
         guard cap_get_flag(caps, cap.value, flag, &value) == 0 else {
-          throw CrispError(.internal, "cap_get_flag(\(cap)): \(String(cString: strerror(errno)))")
+          throw CrispError(.internal, "cap_get_flag(\(cap)): \(Files.errnoText())")
         }
         if value == CAP_SET { set.insert(cap) }
       }
@@ -76,27 +76,27 @@ public struct ProcessCapabilities: Sendable, Equatable {
     for cap in Capability.all where !keep.contains(cap) && crisp_capbset_read(Int32(cap.value)) == 1 {
       guard cap_drop_bound(cap.value) == 0 else {
         throw CrispError(
-          .permissionDenied, "cannot drop \(cap) from the bounding set: \(String(cString: strerror(errno)))")
+          .permissionDenied, "cannot drop \(cap) from the bounding set: \(Files.errnoText())")
       }
     }
     guard cap_reset_ambient() == 0 else {
-      throw CrispError(.permissionDenied, "cannot clear the ambient set: \(String(cString: strerror(errno)))")
+      throw CrispError(.permissionDenied, "cannot clear the ambient set: \(Files.errnoText())")
     }
     guard let caps = cap_init() else {
-      throw CrispError(.internal, "cap_init: \(String(cString: strerror(errno)))")
+      throw CrispError(.internal, "cap_init: \(Files.errnoText())")
     }
     defer { _ = cap_free(UnsafeMutableRawPointer(caps)) }
     func set(_ flag: cap_flag_t, _ values: Set<Capability>) throws(CrispError) {
       let list = values.map(\.value)
       guard !list.isEmpty else { return }
       let rv = list.withUnsafeBufferPointer { cap_set_flag(caps, flag, Int32($0.count), $0.baseAddress, CAP_SET) }
-      guard rv == 0 else { throw CrispError(.internal, "cap_set_flag: \(String(cString: strerror(errno)))") }
+      guard rv == 0 else { throw CrispError(.internal, "cap_set_flag: \(Files.errnoText())") }
     }
     try set(CAP_EFFECTIVE, keep)
     try set(CAP_PERMITTED, keep)
     try set(CAP_INHERITABLE, inheritable.intersection(keep))
     guard cap_set_proc(caps) == 0 else {
-      throw CrispError(.permissionDenied, "cannot set capabilities: \(String(cString: strerror(errno)))")
+      throw CrispError(.permissionDenied, "cannot set capabilities: \(Files.errnoText())")
     }
   }
 }

@@ -78,7 +78,7 @@ public enum ChildProcess {
       close(input.write)
       close(output.read)
       close(errors.read)
-      throw CrispError(.internal, "cannot run \(path): \(String(cString: strerror(rc)))")
+      throw CrispError(.internal, "cannot run \(path): \(Files.errnoText(rc))")
     }
 
     for fd in [input.write, output.read, errors.read] {

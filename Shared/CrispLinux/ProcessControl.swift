@@ -51,7 +51,7 @@ public enum ProcessControl {
   }
 
   static func lastError(_ call: String) -> CrispError {
-    CrispError(.internal, "\(call): \(String(cString: strerror(errno)))")
+    CrispError(.internal, "\(call): \(Files.errnoText())")
   }
 }
 

@@ -45,7 +45,7 @@ public struct SeccompFilter: ~Copyable {
     guard number != __NR_SCMP_ERROR else { return false }
     let rv = seccomp_rule_add_array(ctx, action.raw, number, 0, nil)
     guard rv == 0 else {
-      throw CrispError(.internal, "seccomp rule for \(name): \(String(cString: strerror(-rv)))")
+      throw CrispError(.internal, "seccomp rule for \(name): \(Files.errnoText(-rv))")
     }
     return true
   }
@@ -56,20 +56,20 @@ public struct SeccompFilter: ~Copyable {
     guard number != __NR_SCMP_ERROR else { return }
     let rv = crisp_seccomp_rule_arg_eq(UnsafeMutableRawPointer(ctx), action.raw, number, 0, value)
     guard rv == 0 else {
-      throw CrispError(.internal, "seccomp rule for \(name)(\(value)): \(String(cString: strerror(-rv)))")
+      throw CrispError(.internal, "seccomp rule for \(name)(\(value)): \(Files.errnoText(-rv))")
     }
   }
 
   /// Asks the kernel to log every call the filter does not allow (audit / kernel log).
   public func enableKernelLogging() throws(CrispError) {
     let rv = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1)
-    guard rv == 0 else { throw CrispError(.internal, "seccomp logging: \(String(cString: strerror(-rv)))") }
+    guard rv == 0 else { throw CrispError(.internal, "seccomp logging: \(Files.errnoText(-rv))") }
   }
 
   /// Writes the compiled BPF program to a file descriptor (for inspection and tests).
   public func exportBPF(to fd: Int32) throws(CrispError) {
     let rv = seccomp_export_bpf(ctx, fd)
-    guard rv == 0 else { throw CrispError(.internal, "seccomp_export_bpf: \(String(cString: strerror(-rv)))") }
+    guard rv == 0 else { throw CrispError(.internal, "seccomp_export_bpf: \(Files.errnoText(-rv))") }
   }
 
   /// Installs the filter on the calling process (all threads: TSYNC is libseccomp's default off, so
@@ -77,9 +77,9 @@ public struct SeccompFilter: ~Copyable {
   public func load(synchronizeThreads: Bool = true) throws(CrispError) {
     if synchronizeThreads {
       let rv = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)
-      guard rv == 0 else { throw CrispError(.internal, "seccomp TSYNC: \(String(cString: strerror(-rv)))") }
+      guard rv == 0 else { throw CrispError(.internal, "seccomp TSYNC: \(Files.errnoText(-rv))") }
     }
     let rv = seccomp_load(ctx)
-    guard rv == 0 else { throw CrispError(.permissionDenied, "seccomp_load: \(String(cString: strerror(-rv)))") }
+    guard rv == 0 else { throw CrispError(.permissionDenied, "seccomp_load: \(Files.errnoText(-rv))") }
   }
 }

@@ -60,7 +60,7 @@ public enum UnixSocket {
     }
     _ = try address(path)  // the final path must fit in a socket address too
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw CrispError(.internal, "socket: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw CrispError(.internal, "socket: \(Files.errnoText())") }
     do {
       try bindPrivately(fd, path: path, mode: mode, group: group)
     } catch {
@@ -68,7 +68,7 @@ public enum UnixSocket {
       throw error
     }
     guard Glibc.listen(fd, backlog) == 0 else {
-      let reason = String(cString: strerror(errno))
+      let reason = Files.errnoText()
       close(fd)
       unlink(path)
       throw CrispError(.internal, "listen \(path): \(reason)")
@@ -81,7 +81,7 @@ public enum UnixSocket {
   /// the directory is.
   private static func bindPrivately(_ fd: Int32, path: String, mode: mode_t, group: gid_t?) throws(CrispError) {
     func failure(_ what: String) -> CrispError {
-      CrispError(.internal, "\(what) for \(path): \(String(cString: strerror(errno)))")
+      CrispError(.internal, "\(what) for \(path): \(Files.errnoText())")
     }
     if path.hasPrefix("@") {
       var (address, length) = try address(path)
@@ -131,7 +131,7 @@ public struct FileLock: Sendable {
   /// Takes the lock or throws `alreadyExists` naming the holder's pid when known.
   public init(path: String) throws(CrispError) {
     let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw CrispError(.internal, "open \(path): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw CrispError(.internal, "open \(path): \(Files.errnoText())") }
     if flock(fd, LOCK_EX | LOCK_NB) != 0 {
       let holder = Self.readPID(fd)
       close(fd)

@@ -19,7 +19,7 @@ public final class SQLiteDatabase: Sendable {
         fchmod(fd, 0o600)
         close(fd)
       } else if file == path {
-        throw CrispError(.internal, "cannot create the database \(path): \(String(cString: strerror(errno)))")
+        throw CrispError(.internal, "cannot create the database \(path): \(Files.errnoText())")
       }
     }
     do {

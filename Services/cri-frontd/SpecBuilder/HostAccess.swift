@@ -57,7 +57,7 @@ public struct HostAccess: Sendable {
     // through the descriptor, so it is the same file that was checked.
     let handle = open(path, Self.openPath | O_CLOEXEC)
     guard handle >= 0 else {
-      throw CrispError(.notFound, "\(path): cannot read: \(String(cString: strerror(errno)))")
+      throw CrispError(.notFound, "\(path): cannot read: \(Files.errnoText())")
     }
     defer { close(handle) }
     var info = stat()
@@ -66,7 +66,7 @@ public struct HostAccess: Sendable {
     }
     let fd = open("/proc/self/fd/\(handle)", O_RDONLY | O_CLOEXEC | O_NOCTTY)
     guard fd >= 0 else {
-      throw CrispError(.notFound, "\(path): cannot read: \(String(cString: strerror(errno)))")
+      throw CrispError(.notFound, "\(path): cannot read: \(Files.errnoText())")
     }
     defer { close(fd) }
     let limit = 4 << 20
@@ -102,7 +102,7 @@ public struct HostAccess: Sendable {
 
   static func liveDevices(at path: String) throws(CrispError) -> [RuntimeSpec.LinuxDevice] {
     guard let found = node(at: path, followLinks: true) else {
-      throw CrispError(.notFound, "\(path): \(String(cString: strerror(errno)))")
+      throw CrispError(.notFound, "\(path): \(Files.errnoText())")
     }
     if let device = found.device { return [device] }
     guard found.isDirectory else { throw CrispError(.invalidArgument, "\(path) is not a device node") }

@@ -46,7 +46,7 @@ struct PodNetworkCounters: Sendable {
     guard count >= 0 else {
       let what = ["start a thread", "open", "enter", "read", "read"][Int(min(max(step, 0), 4))]
       throw CrispError(
-        .internal, "cannot \(what) the network namespace \(netns) (\(file)): \(String(cString: strerror(error)))")
+        .internal, "cannot \(what) the network namespace \(netns) (\(file)): \(Files.errnoText(error))")
     }
     return buffer.withUnsafeBufferPointer { raw in
       String(decoding: UnsafeRawBufferPointer(start: raw.baseAddress, count: count), as: UTF8.self)

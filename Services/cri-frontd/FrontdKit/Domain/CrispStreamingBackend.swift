@@ -61,7 +61,7 @@ final class CrispStreamingBackend: StreamingBackend {
       let count = payload.withUnsafeMutableBytes { crisp_recv_fd_data(socket, $0.baseAddress, $0.count, &fd) }
       guard count > 0 else {
         if fd >= 0 { close(fd) }
-        let reason = count == 0 ? "it closed the connection" : String(cString: strerror(errno))
+        let reason = count == 0 ? "it closed the connection" : Files.errnoText()
         throw CrispError(.unavailable, "netd handed over no connection to port \(port) in pod \(pod.id): \(reason)")
       }
       if payload[0] == NetPortForward.connected, fd >= 0 { return fd }
@@ -103,14 +103,14 @@ final class CrispStreamingBackend: StreamingBackend {
       for (i, byte) in bytes.enumerated() { buffer[i] = byte }
     }
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { throw CrispError(.internal, "socket: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw CrispError(.internal, "socket: \(Files.errnoText())") }
     let rc = withUnsafePointer(to: &address) {
       $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
         Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
       }
     }
     guard rc == 0 else {
-      let reason = String(cString: strerror(errno))
+      let reason = Files.errnoText()
       close(fd)
       throw CrispError(.unavailable, "cannot connect to \(what) at \(path): \(reason)")
     }

@@ -38,7 +38,7 @@ final class Launcher: Sendable {
     // Close-on-exec, so that the launcher does not hold frontd's end (it would never
     // see frontd go); dup2 onto fd 3 clears the flag on the launcher's copy.
     guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-      throw CrispError(.internal, "socketpair for crisp-launcher: \(String(cString: strerror(errno)))")
+      throw CrispError(.internal, "socketpair for crisp-launcher: \(Files.errnoText())")
     }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
@@ -55,7 +55,7 @@ final class Launcher: Sendable {
     close(pair[1])
     guard rc == 0 else {
       close(pair[0])
-      throw CrispError(.internal, "cannot start \(executable): \(String(cString: strerror(rc)))")
+      throw CrispError(.internal, "cannot start \(executable): \(Files.errnoText(rc))")
     }
     // Now not close-on-exec: the channel must survive frontd's re-execution.
     _ = fcntl(pair[0], F_SETFD, 0)

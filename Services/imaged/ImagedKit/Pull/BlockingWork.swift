@@ -58,7 +58,7 @@ final class PipeWriter: Sendable {
   func write(_ bytes: [UInt8]) async -> Bool {
     await withCheckedContinuation { continuation in
       queue.async { [fd] in
-        let ok = bytes.withUnsafeBytes { FileSystem.writeAll(fd, $0) }
+        let ok = bytes.withUnsafeBytes { Files.writeAll(fd, $0) }
         continuation.resume(returning: ok)
       }
     }
@@ -74,7 +74,7 @@ final class Pipe: Sendable {
   init() throws(CrispError) {
     var fds: [Int32] = [0, 0]
     guard crisp_pipe2_cloexec(&fds) == 0 else {
-      throw CrispError(.internal, "cannot create a pipe: \(String(cString: strerror(errno)))")
+      throw CrispError(.internal, "cannot create a pipe: \(Files.errnoText())")
     }
     readEnd = fds[0]
     writeEnd = fds[1]

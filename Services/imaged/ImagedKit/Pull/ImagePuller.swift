@@ -341,8 +341,8 @@ public actor ImagePuller {
 
     for document in documents + [(manifest.config.digest, configBytes)] {
       let hex = String(document.digest.dropFirst(7))
-      if !FileSystem.exists(paths.blob(hex)) {
-        try FileSystem.writeAtomically(document.bytes, to: paths.blob(hex), tempDir: paths.tempDir)
+      if !Files.exists(paths.blob(hex), followingLinks: false) {
+        try Files.writeAtomically(paths.blob(hex), document.bytes, mode: 0o600, temporaryDirectory: paths.tempDir)
       }
     }
     let record = ImageRecord(

@@ -117,7 +117,7 @@ enum LayerDecompressor {
       let written = buffer.withUnsafeBytes { raw in
         let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<n])
         hasher.update(bufferPointer: chunk)
-        return FileSystem.writeAll(output, chunk)
+        return Files.writeAll(output, chunk)
       }
       guard written else { throw CrispError(.internal, "layer unpacker stopped reading") }
     }

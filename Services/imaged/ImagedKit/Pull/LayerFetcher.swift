@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import CCrispSys
 import CrispCore
+import CrispLinux
 import CrispOCI
 import Crypto
 import Glibc
@@ -33,9 +34,9 @@ struct LayerFetcher: Sendable {
   func fetch(_ job: LayerJob, progress: LayerProgress) async throws(CrispError) -> LayerRecord {
     let digest = job.descriptor.digest
     let temp = layers.paths.tempDir + "/layer-" + String(job.chainID.dropFirst(7).prefix(16)) + "-" + randomSuffix()
-    try FileSystem.makeDirectory(temp, mode: 0o755)
+    try Files.makeDirectory(temp, mode: 0o755)
     var committed = false
-    defer { if !committed { FileSystem.removeTree(temp) } }
+    defer { if !committed { DirectoryTree.remove(temp) } }
 
     let compressed = try Pipe()
     let uncompressed = try Pipe()
@@ -118,7 +119,7 @@ struct LayerFetcher: Sendable {
       )
     }
 
-    let usage = FileSystem.usage(temp)
+    let usage = DiskUsage.measure(temp)
     try Self.flush(temp)
     let record = try layers.commit(
       temp: temp,
@@ -189,10 +190,10 @@ struct LayerFetcher: Sendable {
   /// through the page cache).
   private static func flush(_ directory: String) throws(CrispError) {
     let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { throw CrispError(.internal, "cannot open \(directory): \(FileSystem.errnoText())") }
+    guard fd >= 0 else { throw CrispError(.internal, "cannot open \(directory): \(Files.errnoText())") }
     defer { close(fd) }
     guard crisp_syncfs(fd) == 0 else {
-      throw CrispError(.internal, "syncfs of the image store failed: \(FileSystem.errnoText())")
+      throw CrispError(.internal, "syncfs of the image store failed: \(Files.errnoText())")
     }
   }
 

@@ -1,5 +1,5 @@
 import CrispCore
-import TOMLKit
+import StrictTOML
 
 #if canImport(Glibc)
   import Glibc
@@ -277,18 +277,14 @@ extension RegistriesConfig {
 
   /// Parses registries.conf text; `source` names it in errors.
   public static func parse(_ toml: String, source: String) throws(RegistriesConfigError) -> RegistriesConfig {
-    let table: TOMLTable
+    var top: TOMLKeys
     do {
-      table = try TOMLTable(string: toml)
-    } catch let error as TOMLParseError {
-      throw .syntax(
-        file: source, line: error.source.begin.line, column: error.source.begin.column, reason: error.description)
+      top = TOMLKeys(keys: try StrictTOMLTable.parse(toml, file: source))
     } catch {
-      throw .syntax(file: source, line: 0, column: 0, reason: "\(error)")
+      throw RegistriesConfigError(error)
     }
 
     var config = RegistriesConfig()
-    var top = TOMLKeys(table: table, path: "", file: source)
     if let entries = try top.strings("unqualified-search-registries") {
       for (index, entry) in entries.enumerated() {
         let registry = trimTrailingSlashes(entry)
@@ -434,7 +430,7 @@ extension RegistriesConfig {
 
   private static func parseAliases(_ keys: inout TOMLKeys) throws(RegistriesConfigError) -> [String: String] {
     var aliases: [String: String] = [:]
-    for name in keys.table.keys.sorted() {
+    for name in keys.names {
       guard let value = try keys.string(name) else { continue }
       let key = name
       if !ImageReference.isShortName(name) || name.contains(":") || name.contains("@")
@@ -460,86 +456,64 @@ extension RegistriesConfig {
   }
 }
 
-/// Reads the keys of one TOML table, remembering which were used so that `finish`
-/// can refuse the rest by name.
+/// The keys of one table of registries.conf (`StrictTOMLTable`, the strict reader
+/// crisp.toml is read with too), failing with `RegistriesConfigError`.
 private struct TOMLKeys {
-  let table: TOMLTable
-  let path: String
-  let file: String
-  var used: Set<String> = []
+  var keys: StrictTOMLTable
 
-  /// `registry[0].mirror[1].location`; keys that are not TOML bare keys are quoted (`aliases."ubi8/ubi"`).
-  func fullKey(_ key: String) -> String {
-    let bare =
-      !key.isEmpty
-      && key.utf8.allSatisfy { c in
-        (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
-          || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
-      }
-    let name = bare ? key : quote(key)
-    return path.isEmpty ? name : path + "." + name
-  }
+  /// The keys present, sorted.
+  var names: [String] { keys.keys }
 
-  func fail(_ key: String, _ reason: String) -> RegistriesConfigError {
-    .invalid(file: file, key: fullKey(key), reason: reason)
-  }
+  func fail(_ key: String, _ reason: String) -> RegistriesConfigError { RegistriesConfigError(keys.fail(key, reason)) }
 
-  mutating func value(_ key: String) -> TOMLValueConvertible? {
-    used.insert(key)
-    return table[key]
+  private mutating func reading<T>(_ read: (inout StrictTOMLTable) throws(StrictTOMLError) -> T)
+    throws(RegistriesConfigError) -> T
+  {
+    do {
+      return try read(&keys)
+    } catch {
+      throw RegistriesConfigError(error)
+    }
   }
 
   mutating func string(_ key: String) throws(RegistriesConfigError) -> String? {
-    guard let value = value(key) else { return nil }
-    guard let string = value.string else { throw fail(key, "expected a string, found \(value.type)") }
-    return string
+    try reading { keys throws(StrictTOMLError) in try keys.string(key) }
   }
 
   mutating func bool(_ key: String) throws(RegistriesConfigError) -> Bool? {
-    guard let value = value(key) else { return nil }
-    guard let bool = value.bool else { throw fail(key, "expected true or false, found \(value.type)") }
-    return bool
+    try reading { keys throws(StrictTOMLError) in try keys.bool(key) }
   }
 
   mutating func strings(_ key: String) throws(RegistriesConfigError) -> [String]? {
-    guard let value = value(key) else { return nil }
-    guard let array = value.array else { throw fail(key, "expected an array of strings, found \(value.type)") }
-    var result: [String] = []
-    for (index, element) in array.enumerated() {
-      guard let string = element.string else {
-        throw fail(key, "element \(index) must be a string, found \(element.type)")
-      }
-      result.append(string)
-    }
-    return result
+    try reading { keys throws(StrictTOMLError) in try keys.strings(key) }
   }
 
   mutating func table(_ key: String) throws(RegistriesConfigError) -> TOMLKeys? {
-    guard let value = value(key) else { return nil }
-    guard let table = value.table else { throw fail(key, "expected a table [\(fullKey(key))], found \(value.type)") }
-    return TOMLKeys(table: table, path: fullKey(key), file: file)
+    try reading { keys throws(StrictTOMLError) in try keys.table(key) }.map { TOMLKeys(keys: $0) }
   }
 
-  /// An array of tables (`[[key]]`), each reader named `key[index]`.
+  /// An array of tables (`[[key]]`), each named `key[index]`.
   mutating func tables(_ key: String) throws(RegistriesConfigError) -> [TOMLKeys]? {
-    guard let value = value(key) else { return nil }
-    guard let array = value.array else {
-      throw fail(key, "expected an array of tables [[\(fullKey(key))]], found \(value.type)")
-    }
-    var result: [TOMLKeys] = []
-    for (index, element) in array.enumerated() {
-      guard let table = element.table else {
-        throw fail(key, "element \(index) must be a table [[\(fullKey(key))]], found \(element.type)")
-      }
-      result.append(TOMLKeys(table: table, path: fullKey(key) + "[\(index)]", file: file))
-    }
-    return result
+    try reading { keys throws(StrictTOMLError) in try keys.tables(key) }?.map { TOMLKeys(keys: $0) }
   }
 
   /// Refuses the keys not read, with a specific reason for those in `reasons`.
   func finish(reasons: [String: String]) throws(RegistriesConfigError) {
-    for key in table.keys.sorted() where !used.contains(key) {
-      throw fail(key, reasons[key] ?? "unknown key")
+    do {
+      try keys.finish(reasons: reasons)
+    } catch {
+      throw RegistriesConfigError(error)
+    }
+  }
+}
+
+extension RegistriesConfigError {
+  fileprivate init(_ error: StrictTOMLError) {
+    switch error {
+    case .syntax(let file, let line, let column, let reason):
+      self = .syntax(file: file, line: line, column: column, reason: reason)
+    case .invalid(let file, let key, let reason):
+      self = .invalid(file: file, key: key, reason: reason)
     }
   }
 }
@@ -557,7 +531,7 @@ enum RegistryConfigFile {
   static func contents(of path: String) -> Outcome {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else {
-      return errno == ENOENT ? .missing : .failed(String(cString: strerror(errno)))
+      return errno == ENOENT ? .missing : .failed(Files.errnoText())
     }
     defer { close(fd) }
     var bytes: [UInt8] = []
@@ -566,7 +540,7 @@ enum RegistryConfigFile {
       let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
       if n < 0 {
         if errno == EINTR { continue }
-        return .failed(String(cString: strerror(errno)))
+        return .failed(Files.errnoText())
       }
       if n == 0 { return .contents(bytes) }
       bytes += buffer[0..<n]

@@ -353,7 +353,7 @@ public final class RegistryClient: Sendable {
   /// client certificate from `*.cert` + `*.key` (containers-certs.d(5)).
   private func tlsConfiguration(host: String) -> TLSConfiguration? {
     let dir = certsDir + "/" + host
-    let names = FileSystem.list(dir).sorted()
+    let names = Files.list(dir).sorted()
     guard !names.isEmpty else { return nil }
     var tls = TLSConfiguration.makeClientConfiguration()
     let cas = names.filter { $0.hasSuffix(".crt") }

@@ -24,9 +24,9 @@ public final class ImageStore: Sendable {
     self.registries = registries
     self.logger = logger
     for dir in [paths.base, paths.base + "/blobs", paths.blobsDir, paths.layersDir, paths.snapshotsDir, paths.tempDir] {
-      try FileSystem.makeDirectory(dir)
+      try Files.makeDirectory(dir)
     }
-    try FileSystem.makeDirectory(paths.emptyLayer, mode: 0o755)
+    try Files.makeDirectory(paths.emptyLayer, mode: 0o755)
     database = try ImageDatabase(path: paths.database)
     layers = LayerStore(paths: paths, database: database)
     self.pinned = PinnedImages(pinnedImages, registries: registries)
@@ -35,17 +35,17 @@ public final class ImageStore: Sendable {
   /// Removes what an interrupted pull or removal left: temporary files, layer
   /// directories no image uses, snapshot directories without a record.
   public func cleanUpAfterRestart() throws(CrispError) {
-    for name in FileSystem.list(paths.tempDir) { FileSystem.removeTree(paths.tempDir + "/" + name) }
+    for name in Files.list(paths.tempDir) { DirectoryTree.remove(paths.tempDir + "/" + name) }
     try removeUnusedLayers()
     try removeUnreferencedBlobs()
     let recordedLayers = Set(try database.allLayerChainIDs().map { String($0.dropFirst(7)) })
-    for name in FileSystem.list(paths.layersDir) where !recordedLayers.contains(name) {
+    for name in Files.list(paths.layersDir) where !recordedLayers.contains(name) {
       logger.info("removing an unrecorded layer directory", metadata: ["layer": "\(name)"])
-      FileSystem.removeTree(paths.layersDir + "/" + name)
+      DirectoryTree.remove(paths.layersDir + "/" + name)
     }
     let snapshots = Set(try database.snapshotContainerIDs())
-    for name in FileSystem.list(paths.snapshotsDir) where !snapshots.contains(name) {
-      FileSystem.removeTree(paths.snapshot(name))
+    for name in Files.list(paths.snapshotsDir) where !snapshots.contains(name) {
+      DirectoryTree.remove(paths.snapshot(name))
     }
   }
 
@@ -66,7 +66,7 @@ public final class ImageStore: Sendable {
         if let digest = name.split(separator: "@").last { referenced.insert(hex(digest)) }
       }
     }
-    for name in FileSystem.list(paths.blobsDir) where !referenced.contains(name) {
+    for name in Files.list(paths.blobsDir) where !referenced.contains(name) {
       unlink(paths.blob(name))
     }
   }
@@ -162,11 +162,11 @@ public final class ImageStore: Sendable {
 
   public func usage() throws(CrispError) -> ImageFsUsage.Response {
     let layers = try database.layerUsage()
-    let blobs = FileSystem.usage(paths.base + "/blobs")
+    let blobs = DiskUsage.measure(paths.base + "/blobs")
     var bytes = layers.bytes + blobs.bytes
     var inodes = layers.inodes + blobs.inodes
     for file in [paths.database, paths.database + "-wal", paths.database + "-shm"] {
-      let used = FileSystem.usage(file)
+      let used = DiskUsage.measure(file)
       bytes += used.bytes
       inodes += used.inodes
     }
@@ -187,7 +187,7 @@ public final class ImageStore: Sendable {
       throw CrispError(.alreadyExists, "container \(containerID) already has a root filesystem from image \(existing)")
     }
     var lowers = record.chainIDs.reversed().map { paths.layer(chainHex: String($0.dropFirst(7))) }
-    for dir in lowers where !FileSystem.exists(dir) {
+    for dir in lowers where !Files.exists(dir, followingLinks: false) {
       throw CrispError(.failedPrecondition, "layer \(dir) of image \(record.id) is missing; pull the image again")
     }
     if lowers.isEmpty { lowers = [paths.emptyLayer] }
@@ -195,9 +195,9 @@ public final class ImageStore: Sendable {
     // The record comes first: an image with a recorded snapshot cannot be removed
     // between here and the mount.
     try database.insertSnapshot(containerID: containerID, imageID: record.id)
-    try FileSystem.makeDirectory(base)
-    try FileSystem.makeDirectory(base + "/upper", mode: 0o755)
-    try FileSystem.makeDirectory(base + "/work")
+    try Files.makeDirectory(base)
+    try Files.makeDirectory(base + "/upper", mode: 0o755)
+    try Files.makeDirectory(base + "/work")
     let options = [
       "lowerdir=" + lowers.joined(separator: ":"), "upperdir=" + base + "/upper", "workdir=" + base + "/work",
       // Opaque directories in layers are marked with user.overlay.opaque, which
@@ -233,7 +233,7 @@ public final class ImageStore: Sendable {
 
   public func releaseSnapshot(containerID: String) throws(CrispError) {
     try Self.checkContainerID(containerID)
-    FileSystem.removeTree(paths.snapshot(containerID))
+    DirectoryTree.remove(paths.snapshot(containerID))
     try database.deleteSnapshot(containerID: containerID)
   }
 
@@ -248,7 +248,7 @@ public final class ImageStore: Sendable {
     let uppers = containerIDs.map { ($0, paths.snapshot($0) + "/upper") }
     let usages = await BlockingWork.run {
       uppers.compactMap { id, upper -> SnapshotUsage.Usage? in
-        guard FileSystem.exists(upper) else { return nil }
+        guard Files.exists(upper, followingLinks: false) else { return nil }
         let used = DiskUsage.measure(upper)
         return SnapshotUsage.Usage(
           containerID: id, bytes: used.bytes, inodes: used.inodes, timestamp: WallClock.nowNanoseconds())

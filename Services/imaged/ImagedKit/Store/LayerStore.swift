@@ -1,4 +1,5 @@
 import CrispCore
+import CrispLinux
 import Glibc
 import Synchronization
 
@@ -24,7 +25,8 @@ public final class LayerStore: Sendable {
     try state.withLock { pins throws(CrispError) in
       for id in chainIDs { pins[id, default: 0] += 1 }
       var missing = Set<String>()
-      for id in chainIDs where try database.layer(chainID: id) == nil || !FileSystem.exists(directory(id)) {
+      for id in chainIDs
+      where try database.layer(chainID: id) == nil || !Files.exists(directory(id), followingLinks: false) {
         missing.insert(id)
       }
       return missing
@@ -45,19 +47,19 @@ public final class LayerStore: Sendable {
   func commit(temp: String, record: LayerRecord) throws(CrispError) -> LayerRecord {
     let target = directory(record.chainID)
     return try state.withLock { _ throws(CrispError) in
-      if let existing = try database.layer(chainID: record.chainID), FileSystem.exists(target) {
-        FileSystem.removeTree(temp)
+      if let existing = try database.layer(chainID: record.chainID), Files.exists(target, followingLinks: false) {
+        DirectoryTree.remove(temp)
         return existing
       }
       // Left by a pull that was killed before recording it: nothing refers to it.
-      if FileSystem.exists(target) { FileSystem.removeTree(target) }
+      if Files.exists(target, followingLinks: false) { DirectoryTree.remove(target) }
       guard rename(temp, target) == 0 else {
-        throw CrispError(.internal, "cannot move layer into \(target): \(FileSystem.errnoText())")
+        throw CrispError(.internal, "cannot move layer into \(target): \(Files.errnoText())")
       }
       do throws(CrispError) {
         try database.insertLayer(record)
       } catch {
-        FileSystem.removeTree(target)
+        DirectoryTree.remove(target)
         throw error
       }
       return record
@@ -75,6 +77,6 @@ public final class LayerStore: Sendable {
       }
       return moved
     }
-    for dir in doomed { FileSystem.removeTree(dir) }
+    for dir in doomed { DirectoryTree.remove(dir) }
   }
 }

@@ -1,4 +1,5 @@
 import CArchive
+import CrispCore
 
 #if canImport(Glibc)
   import Glibc
@@ -271,7 +272,7 @@ final class LayerStream {
       if got < 0 {
         if errno == EINTR { continue }
         throw StreamError(
-          message: "read from the layer stream failed: \(String(cString: strerror(errno)))", errno: errno)
+          message: "read from the layer stream failed: \(Files.errnoText())", errno: errno)
       }
       inputCount += got
     }

@@ -1,3 +1,5 @@
+import CrispCore
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -77,7 +79,7 @@ public enum UnpackError: Error, Sendable, Equatable, CustomStringConvertible {
     case .invalidOwner(let entry):
       return "layer entry '\(entry)' has an invalid uid or gid"
     case .io(let entry, let operation, let errno):
-      return "cannot unpack layer entry '\(entry)': \(operation) failed: \(String(cString: strerror(errno)))"
+      return "cannot unpack layer entry '\(entry)': \(operation) failed: \(Files.errnoText())"
     case .limitExceeded(let what):
       return what
     }

@@ -38,7 +38,7 @@ final class PodCIDRs: Sendable {
         if let slash = file.lastIndex(of: "/") { try makeDirectories(String(file[..<slash]), mode: 0o700) }
         let temp = file + ".tmp"
         try (cidrs.joined(separator: ",") + "\n").write(toFile: temp, atomically: false, encoding: .utf8)
-        guard rename(temp, file) == 0 else { throw CrispError(.internal, String(cString: strerror(errno))) }
+        guard rename(temp, file) == 0 else { throw CrispError(.internal, Files.errnoText()) }
       } catch {
         logger.warning("cannot keep the pod CIDR on disk", metadata: ["file": "\(file)", "error": "\(error)"])
       }

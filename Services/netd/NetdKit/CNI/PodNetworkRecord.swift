@@ -100,13 +100,13 @@ struct PodNetworkStore: Sendable {
     let final = path(record.podID)
     let temp = final + ".tmp"
     let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw CrispError(.internal, "cannot write \(temp): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw CrispError(.internal, "cannot write \(temp): \(Files.errnoText())") }
     let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     let synced = fsync(fd)
     close(fd)
     guard written == data.count, synced == 0, rename(temp, final) == 0 else {
       unlink(temp)
-      throw CrispError(.internal, "cannot write \(final): \(String(cString: strerror(errno)))")
+      throw CrispError(.internal, "cannot write \(final): \(Files.errnoText())")
     }
   }
 

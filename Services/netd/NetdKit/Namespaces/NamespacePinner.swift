@@ -46,13 +46,13 @@ struct NamespacePinner: Sendable {
     let dir = podDirectory(podID)
     // Root-only: the pod's shared memory (a 1777 tmpfs) is in it.
     if mkdir(dir, 0o700) != 0 && errno != EEXIST {
-      throw CrispError(.internal, "cannot create \(dir): \(String(cString: strerror(errno)))")
+      throw CrispError(.internal, "cannot create \(dir): \(Files.errnoText())")
     }
     let files = [namespaces.network, namespaces.ipc, namespaces.uts].filter { !$0.isEmpty }
     for file in files {
       let fd = open(file, O_RDONLY | O_CREAT | O_CLOEXEC, 0o444)
       guard fd >= 0 else {
-        let reason = String(cString: strerror(errno))
+        let reason = Files.errnoText()
         unpin(podID)
         throw CrispError(.internal, "cannot create \(file): \(reason)")
       }
@@ -69,7 +69,7 @@ struct NamespacePinner: Sendable {
     }
     if rv != 0 {
       unpin(podID)
-      let reason = String(cString: strerror(error.error))
+      let reason = Files.errnoText(error.error)
       switch error.step {
       case 2: throw CrispError(.invalidArgument, "cannot set hostname \"\(hostname)\": \(reason)")
       case 3, 4:
@@ -83,13 +83,13 @@ struct NamespacePinner: Sendable {
     if kinds.contains(.ipc) {
       let shm = dir + "/shm"
       if mkdir(shm, 0o1777) != 0 && errno != EEXIST {
-        let reason = String(cString: strerror(errno))
+        let reason = Files.errnoText()
         unpin(podID)
         throw CrispError(.internal, "cannot create \(shm): \(reason)")
       }
       chmod(shm, 0o1777)  // mkdir's mode goes through the umask
       if mount("shm", shm, "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), "mode=1777,size=\(Self.shmSize)") != 0 {
-        let reason = String(cString: strerror(errno))
+        let reason = Files.errnoText()
         unpin(podID)
         throw CrispError(.internal, "cannot mount the pod's /dev/shm at \(shm): \(reason)")
       }

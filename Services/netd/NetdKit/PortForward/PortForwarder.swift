@@ -75,7 +75,7 @@ private struct Handover: Sendable {
     if tcp >= 0 {
       payload = [NetPortForward.connected]
     } else {
-      let reason = String(cString: strerror(error))
+      let reason = Files.errnoText(error)
       let message: String
       switch step {
       case 4: message = "connect to port \(port) in pod \(podID): \(reason)"
@@ -89,7 +89,7 @@ private struct Handover: Sendable {
     let sent = payload.withUnsafeBytes { crisp_send_fd(connection, tcp, $0.baseAddress, $0.count) }
     if sent != 0 {
       logger.warning(
-        "cannot hand the port-forward connection over", metadata: ["error": "\(String(cString: strerror(errno)))"])
+        "cannot hand the port-forward connection over", metadata: ["error": "\(Files.errnoText())"])
     }
     if tcp >= 0 { close(tcp) }
   }
