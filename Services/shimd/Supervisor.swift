@@ -21,8 +21,8 @@ import Synchronization
 final class Supervisor: Sendable {
   private struct Reaping {
     var tracked: Set<pid_t> = []
+    /// Statuses of reaped children `spawn` started, until a `wait` takes them.
     var exited: [pid_t: Int32] = [:]
-    var waiters: [pid_t: CheckedContinuation<Int32, Never>] = [:]
     var containerPid: pid_t = 0
     /// Statuses of children nobody tracks, kept while the init's pid is not yet known
     /// (it could die between `runc create` and reading the pid file).
@@ -35,6 +35,8 @@ final class Supervisor: Sendable {
   static let orphanMemory = 64
 
   private let reaping = Mutex(Reaping())
+  /// Tasks in `wait`, by pid. Their check takes `reaping`: never call in here holding it.
+  private let exitWaiters = Waiters<pid_t, Int32>()
   /// Attach sessions: the container's output is copied to them as it is logged.
   let attachments = AttachHub()
   private let streamsToAttach = Mutex<[(fd: Int32, stream: CRILogWriter.Stream)]>([])
@@ -110,18 +112,15 @@ final class Supervisor: Sendable {
 
   /// Waits for a child `spawn` started and returns its wait status.
   func wait(_ pid: pid_t) async -> Int32 {
-    await withCheckedContinuation { continuation in
-      reaping.withLock { state in
-        if let status = state.exited.removeValue(forKey: pid) {
-          continuation.resume(returning: status)
-        } else if state.tracked.contains(pid) {
-          state.waiters[pid] = continuation
-        } else {
+    await exitWaiters.wait(
+      for: pid,
+      unless: {
+        reaping.withLock { state -> Int32? in
+          if let status = state.exited.removeValue(forKey: pid) { return status }
           // Not ours: report "killed" rather than wait forever.
-          continuation.resume(returning: SIGKILL)
+          return state.tracked.contains(pid) ? nil : SIGKILL
         }
-      }
-    }
+      })
   }
 
   /// Takes on a process the shim did not spawn but inherits as subreaper (a detached
@@ -306,13 +305,11 @@ final class Supervisor: Sendable {
       let pid = waitpid(-1, &status, WNOHANG)
       if pid < 0 && errno == EINTR { continue }
       if pid <= 0 { return }
-      reaping.withLock { state in
+      let spawned = reaping.withLock { state -> Bool in
         if state.tracked.remove(pid) != nil {
-          if let waiter = state.waiters.removeValue(forKey: pid) {
-            waiter.resume(returning: status)
-          } else {
-            state.exited[pid] = status
-          }
+          // Kept before the waiters are told: a `wait` registering meanwhile takes it here.
+          state.exited[pid] = status
+          return true
         } else if pid == state.containerPid {
           state.containerStatus = status
         } else if state.containerPid == 0 && state.unclaimed.count < 1024 {
@@ -321,6 +318,11 @@ final class Supervisor: Sendable {
           if state.orphans.count >= Self.orphanMemory { state.orphans.removeFirst() }
           state.orphans.append((pid, status))
         }
+        return false
+      }
+      if spawned && exitWaiters.resume(pid, with: status) {
+        // Taken by its waiters: no later `wait` gets it again.
+        reaping.withLock { _ = $0.exited.removeValue(forKey: pid) }
       }
     }
   }

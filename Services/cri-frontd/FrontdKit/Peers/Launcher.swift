@@ -2,7 +2,6 @@ import CrispCore
 import CrispLinux
 import Foundation
 import Logging
-import Synchronization
 
 /// The client of crisp-launcher (Services/crisp-launcher/main.c), cri-frontd's
 /// privileged hand: frontd serves with no capability and under a seccomp filter that
@@ -17,8 +16,8 @@ final class Launcher: Sendable {
 
   private let fd: Int32
   private let logger: Logger
-  private let state = Mutex<(next: UInt64, waiting: [UInt64: CheckedContinuation<ChildProcess.Output?, Never>])>(
-    (0, [:]))
+  /// Requests awaiting their reply, by ID; nil: the launcher is gone.
+  private let replies = Waiters<UInt64, ChildProcess.Output?>()
 
   /// Starts crisp-launcher, allowed to run `allowed` only, or adopts the one started
   /// before frontd re-executed itself.
@@ -81,10 +80,7 @@ final class Launcher: Sendable {
     path: String, arguments: [String], environment: [String: String], timeoutMs: Int
   ) async throws(CrispError) -> ChildProcess.Output {
     var message: [UInt8] = []
-    let id = state.withLock {
-      $0.next += 1
-      return $0.next
-    }
+    let id = replies.makeKey()
     withUnsafeBytes(of: id.littleEndian) { message += $0 }
     withUnsafeBytes(of: UInt32(clamping: timeoutMs).littleEndian) { message += $0 }
     withUnsafeBytes(of: UInt32(arguments.count + 1).littleEndian) { message += $0 }
@@ -97,14 +93,13 @@ final class Launcher: Sendable {
     guard message.count <= Self.maxMessage else {
       throw CrispError(.invalidArgument, "the command line for \(path) is too long (\(message.count) bytes)")
     }
-    let reply = await withCheckedContinuation { (continuation: CheckedContinuation<ChildProcess.Output?, Never>) in
-      state.withLock { $0.waiting[id] = continuation }
-      let sent = message.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-      if sent != message.count {
-        let waiter = state.withLock { $0.waiting.removeValue(forKey: id) }
-        waiter?.resume(returning: nil)
-      }
-    }
+    // Sent once registered: the reply may come before `send` returns.
+    let reply = await replies.wait(
+      for: id,
+      afterRegistering: {
+        let sent = message.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        if sent != message.count { replies.resume(id, with: nil) }
+      })
     guard let reply else {
       throw CrispError(.internal, "crisp-launcher is gone: cannot run \(path)")
     }
@@ -130,17 +125,12 @@ final class Launcher: Sendable {
       let output = ChildProcess.Output(
         status: status == -2 ? 137 : status, stdout: Array(bytes[16..<(16 + outLength)]),
         stderr: Array(bytes[(16 + outLength)...]), timedOut: status == -2)
-      let waiter = state.withLock { $0.waiting.removeValue(forKey: id) }
-      waiter?.resume(returning: output)
+      replies.resume(id, with: output)
     }
     // The launcher died: nothing can start a container any more. Fail what waits and
     // exit, so that systemd restarts frontd with a new launcher; containers run on.
     logger.critical("crisp-launcher exited; cri-frontd stops so that it can be restarted with a new one")
-    let waiters = state.withLock { state in
-      defer { state.waiting = [:] }
-      return Array(state.waiting.values)
-    }
-    for waiter in waiters { waiter.resume(returning: nil) }
+    replies.resumeAll(with: nil)
     exit(70)
   }
 }
