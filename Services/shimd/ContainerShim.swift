@@ -28,21 +28,77 @@ final class ContainerShim: Sendable {
     var stdinOnce: Bool
   }
 
+  /// Where the container is in its life. Finer than the wire's `ShimContainerPhase`:
+  /// `creating` answers no IPC yet, and `starting` (reported as `created`) keeps a
+  /// second start out while `runc start` runs. Each case carries what is known by then,
+  /// so that no field outlives or precedes its phase.
+  private enum Phase {
+    /// `create` runs: the init's pid is not known yet.
+    case creating
+    case created(pid: Int32)
+    /// `runc start` runs. `startedAt` is taken before it: an init that exits at once
+    /// must not finish before it started.
+    case starting(pid: Int32, startedAt: Int64)
+    case running(pid: Int32, startedAt: Int64)
+    /// The init's exit is recorded. It may come while `create` runs (pid 0 until
+    /// `create` ends and fills it in) or while `runc start` runs (`startPending`: that
+    /// start has yet to end, a second one is refused as "being started" until it does,
+    /// and startedAt goes back to 0 if it fails).
+    case exited(pid: Int32, startedAt: Int64, ContainerExitRecord, startPending: Bool)
+
+    /// What the wire says; nil while creating.
+    var reported: ShimContainerPhase? {
+      switch self {
+      case .creating: nil
+      case .created, .starting: .created
+      case .running: .running
+      case .exited: .exited
+      }
+    }
+
+    var hasExited: Bool {
+      if case .exited = self { true } else { false }
+    }
+
+    /// The init's pid while it may still be signalled: known (`create` ended) and its
+    /// exit not recorded.
+    var liveInitPid: Int32? {
+      switch self {
+      case .created(let pid), .starting(let pid, _), .running(let pid, _): pid > 0 ? pid : nil
+      case .creating, .exited: nil
+      }
+    }
+
+    /// The phase once the pending `runc start` has ended. A failed one takes its
+    /// startedAt back, even when the init has exited meanwhile.
+    func startEnded(succeeded: Bool) -> Phase {
+      switch self {
+      case .starting(let pid, let startedAt): succeeded ? .running(pid: pid, startedAt: startedAt) : .created(pid: pid)
+      case .exited(let pid, let startedAt, let exit, startPending: true):
+        .exited(pid: pid, startedAt: succeeded ? startedAt : 0, exit, startPending: false)
+      case .creating, .created, .running, .exited: self  // No start pending.
+      }
+    }
+
+    /// The phase once the init exited with `exit`.
+    func exited(_ exit: ContainerExitRecord) -> Phase {
+      switch self {
+      case .creating: .exited(pid: 0, startedAt: 0, exit, startPending: false)
+      case .created(let pid): .exited(pid: pid, startedAt: 0, exit, startPending: false)
+      case .starting(let pid, let startedAt): .exited(pid: pid, startedAt: startedAt, exit, startPending: true)
+      case .running(let pid, let startedAt): .exited(pid: pid, startedAt: startedAt, exit, startPending: false)
+      case .exited(let pid, let startedAt, _, let startPending):
+        .exited(pid: pid, startedAt: startedAt, exit, startPending: startPending)
+      }
+    }
+  }
+
   private struct Record {
-    /// nil while `create` runs.
-    var phase: ShimContainerPhase?
-    var pid: Int32 = 0
+    var phase = Phase.creating
+    /// Set as `create` ends, whatever the phase then (an init may have exited already).
     var createdAt: Int64 = 0
-    var startedAt: Int64 = 0
-    var finishedAt: Int64 = 0
-    var exitCode: Int32 = 0
-    var oomKilled = false
-    var signal: Int32?
-    var starting = false
     var memory: CgroupMemory?
     var oomBaseline: UInt64 = 0
-    var exitWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
-    var nextWaiter: UInt64 = 0
     var execCount = 0
   }
 
@@ -54,6 +110,8 @@ final class ContainerShim: Sendable {
   let events: IPCEventSender?
   let logger: Logger
   private let record = Mutex(Record())
+  /// Tasks waiting for the init's exit, each by a key of its own (its timeout is its own).
+  private let exitWaiters = Waiters<UInt64, Bool>()
   /// The container's stdin (its pipe's write end, or its pty master), kept open so
   /// that the container does not read EOF; attach sessions write to it.
   let input = ContainerInput()
@@ -87,13 +145,24 @@ final class ContainerShim: Sendable {
   }
 
   private static func snapshot(_ r: Record) -> ShimContainerState {
-    ShimContainerState(
-      state: r.phase ?? .created, pid: r.pid, createdAt: r.createdAt, startedAt: r.startedAt,
-      finishedAt: r.finishedAt, exitCode: r.exitCode, oomKilled: r.oomKilled, signal: r.signal)
+    switch r.phase {
+    case .creating:
+      ShimContainerState(state: .created, pid: 0, createdAt: r.createdAt)
+    case .created(let pid):
+      ShimContainerState(state: .created, pid: pid, createdAt: r.createdAt)
+    case .starting(let pid, let startedAt):
+      ShimContainerState(state: .created, pid: pid, createdAt: r.createdAt, startedAt: startedAt)
+    case .running(let pid, let startedAt):
+      ShimContainerState(state: .running, pid: pid, createdAt: r.createdAt, startedAt: startedAt)
+    case .exited(let pid, let startedAt, let exit, _):
+      ShimContainerState(
+        state: .exited, pid: pid, createdAt: r.createdAt, startedAt: startedAt, finishedAt: exit.finishedAt,
+        exitCode: exit.exitCode, oomKilled: exit.oomKilled, signal: exit.signal)
+    }
   }
 
   func currentPhase() throws(CrispError) -> ShimContainerPhase {
-    guard let phase = record.withLock({ $0.phase }) else {
+    guard let phase = record.withLock({ $0.phase.reported }) else {
       throw CrispError(.unavailable, "container \(settings.id) is still being created")
     }
     return phase
@@ -210,12 +279,18 @@ final class ContainerShim: Sendable {
       let baseline = memory?.oomKillCount() ?? 0
       let now = WallClock.nowNanoseconds()
       record.withLock { r in
-        r.pid = initPid
         r.createdAt = now
         r.memory = memory
         r.oomBaseline = baseline
-        // An init that already died has been reported (phase exited): keep that.
-        if r.phase == nil { r.phase = .created }
+        switch r.phase {
+        case .creating:
+          r.phase = .created(pid: initPid)
+        case .exited(_, let startedAt, let exit, let startPending):
+          // An init that already died has been reported: keep that, with its pid.
+          r.phase = .exited(pid: initPid, startedAt: startedAt, exit, startPending: startPending)
+        case .created, .starting, .running:
+          break  // Not before create ends: start waits for it.
+        }
       }
       logger.info("container created", metadata: ["pid": "\(initPid)", "cgroup": "\(memory?.directory ?? "?")"])
     } catch {
@@ -252,16 +327,9 @@ final class ContainerShim: Sendable {
     } catch {
       logger.error("cannot record the exit", metadata: ["error": "\(error)", "file": "\(bundle.exitFile)"])
     }
-    let waiters = record.withLock { r -> [CheckedContinuation<Bool, Never>] in
-      r.phase = .exited
-      r.finishedAt = finishedAt
-      r.exitCode = exit.exitCode
-      r.oomKilled = oomKilled
-      r.signal = exit.signal
-      defer { r.exitWaiters = [:] }
-      return Array(r.exitWaiters.values)
-    }
-    waiters.forEach { $0.resume(returning: true) }
+    // Exited first, then the waiters: one registering meanwhile finds the phase exited.
+    record.withLock { $0.phase = $0.phase.exited(exit) }
+    exitWaiters.resumeAll(with: true)
     supervisor.attachments.containerExited(exitCode: exit.exitCode)
     logger.info(
       "container exited",
@@ -273,25 +341,9 @@ final class ContainerShim: Sendable {
 
   /// Waits until the init has exited and its exit is recorded; false after `timeoutMs`.
   func waitForExit(timeoutMs: Int64) async -> Bool {
-    let id = record.withLock { r -> UInt64 in
-      r.nextWaiter += 1
-      return r.nextWaiter
-    }
-    return await withCheckedContinuation { continuation in
-      let done = record.withLock { r -> Bool in
-        if r.phase == .exited { return true }
-        r.exitWaiters[id] = continuation
-        return false
-      }
-      if done {
-        continuation.resume(returning: true)
-        return
-      }
-      Task {
-        try? await Task.sleep(for: .milliseconds(timeoutMs))
-        self.record.withLock { $0.exitWaiters.removeValue(forKey: id) }?.resume(returning: false)
-      }
-    }
+    await exitWaiters.wait(
+      for: exitWaiters.makeKey(), timeout: .milliseconds(timeoutMs), orElse: false,
+      unless: { record.withLock { $0.phase.hasExited } ? true : nil })
   }
 
   private func send<E: IPCEvent>(_ event: E) {
@@ -311,41 +363,35 @@ final class ContainerShim: Sendable {
   func start() async throws(CrispError) -> ShimContainerState {
     let startedAt = WallClock.nowNanoseconds()
     let refusal = record.withLock { r -> CrispError? in
-      guard let phase = r.phase else {
+      let notCreated: String
+      switch r.phase {
+      case .creating:
         return CrispError(.unavailable, "container \(settings.id) is still being created")
+      case .created(let pid):
+        // startedAt before runc start: an init that exits at once must not finish before it started.
+        r.phase = .starting(pid: pid, startedAt: startedAt)
+        return nil
+      case .starting, .exited(_, _, _, startPending: true): notCreated = "being started"
+      case .running: notCreated = ShimContainerPhase.running.rawValue
+      case .exited: notCreated = ShimContainerPhase.exited.rawValue
       }
-      guard phase == .created, !r.starting else {
-        return CrispError(
-          .failedPrecondition,
-          "container \(settings.id) is \(r.starting ? "being started" : phase.rawValue), not created")
-      }
-      r.starting = true
-      // Set before runc start: an init that exits at once must not finish before it started.
-      r.startedAt = startedAt
-      return nil
+      return CrispError(.failedPrecondition, "container \(settings.id) is \(notCreated), not created")
     }
     if let refusal { throw refusal }
     let result: Runc.Result
     do {
       result = try await runc.run(["start", settings.id])
     } catch {
-      record.withLock {
-        $0.starting = false
-        $0.startedAt = 0
-      }
+      record.withLock { $0.phase = $0.phase.startEnded(succeeded: false) }
       throw error
     }
     guard result.succeeded else {
-      record.withLock {
-        $0.starting = false
-        $0.startedAt = 0
-      }
+      record.withLock { $0.phase = $0.phase.startEnded(succeeded: false) }
       throw CrispError(
         .internal, "runc start failed (exit \(result.exitCode)): \(Runc.trimmed(result.output))")
     }
     let state = record.withLock { r -> ShimContainerState in
-      r.starting = false
-      if r.phase == .created { r.phase = .running }
+      r.phase = r.phase.startEnded(succeeded: true)
       return Self.snapshot(r)
     }
     logger.info("container started")
@@ -384,8 +430,7 @@ final class ContainerShim: Sendable {
     } catch {
       logger.warning("runc kill failed", metadata: ["error": "\(error)"])
     }
-    let (phase, pid) = record.withLock { ($0.phase, $0.pid) }
-    if phase != .exited && pid > 0 && !supervisor.containerReaped { kill(pid, signal) }
+    if let pid = record.withLock({ $0.phase.liveInitPid }), !supervisor.containerReaped { kill(pid, signal) }
   }
 
   /// SIGKILL to every process of the container, then waits for the init's exit.
@@ -395,8 +440,7 @@ final class ContainerShim: Sendable {
         let result = try await runc.run(["kill", "--all", settings.id, "KILL"], timeoutMs: 30_000)
         if !result.succeeded {
           logger.warning("runc kill --all failed", metadata: ["output": "\(Runc.trimmed(result.output))"])
-          let (phase, pid) = record.withLock { ($0.phase, $0.pid) }
-          if phase != .exited && pid > 0 && !supervisor.containerReaped { kill(pid, SIGKILL) }
+          if let pid = record.withLock({ $0.phase.liveInitPid }), !supervisor.containerReaped { kill(pid, SIGKILL) }
         }
       } catch {
         logger.warning("runc kill --all failed", metadata: ["error": "\(error)"])
