@@ -206,15 +206,23 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "Services/netd/Daemon"),
+    // shimd's work (the container's monitor: runc, stdio, CRI log, exit record, exec and
+    // attach sessions), a Foundation-free library under a thin main.
+    .target(
+      name: "ShimdKit",
+      dependencies: [
+        "CrispCore", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys", "CrispCgroups",
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      path: "Services/shimd/ShimdKit"),
     .executableTarget(
       name: "shimd",
       dependencies: [
-        "CrispCore", "CrispIPC", "CrispDaemon", "CrispLinux", "CCrispSys", "CrispCgroups",
+        "ShimdKit", "CrispCore",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
-      path: "Services/shimd",
-      exclude: ["StaticLibs"],
+      path: "Services/shimd/Daemon",
       // One shimd runs per container: private memory under 1 MB (README, "Memory budget").
       // Static Swift runtime + FoundationEssentials, the C libraries (NNG, mbedTLS, libstdc++,
       // libcap, libseccomp) from their static archives (StaticLibs/ links to Debian's, searched

@@ -1,4 +1,3 @@
-import ArgumentParser
 import CCrispSys
 import CrispCore
 import CrispDaemon
@@ -11,121 +10,56 @@ import Logging
   import Glibc
 #endif
 
-/// shimd: the monitor of one container (crisp's conmon). frontd starts one per
-/// container; it outlives restarts of every other daemon and depends on none of them
-/// being up. It links only Foundation-free libraries: a node runs one per container.
-///
-/// With `--bundle`, shimd mounts the bundle's root filesystem, runs `runc create`,
-/// copies the container's output into the CRI log, reaps the container (it is a
-/// child subreaper), records its exit in `<bundle>/exit.json` and serves
-/// `shim.*` calls on `<run-root>/shims/<id>.ipc` until `shim.delete`.
-///
-/// Signals: SIGTERM, SIGINT and SIGHUP are ignored (logged) while a container is
-/// supervised: stopping a shim must never stop its container. The container is
-/// stopped through `shim.stop`; the shim ends after `shim.delete` (or SIGKILL, which
-/// leaves the container running without a monitor).
-///
-/// Without `--bundle`, shimd only answers `health` and `ping` and ends on SIGTERM
-/// (the footprint test and the benchmark's per-shim memory figure use that).
-///
-/// Memory: private memory (RssAnon) stays under 1 MB with a running container when
-/// linked as Package.swift's shimd target says (static Swift runtime and C
-/// libraries, no PIE); the process keeps one malloc arena, gives freed heap back
-/// after start-up and after each exec, and releases its idle main-thread stack.
-@main
-struct ShimdCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(
-    commandName: "shimd",
-    abstract: "crisp's per-container monitor.",
-    version: CrispVersion.string)
+/// One run of shimd, as its command line asked for it (Services/shimd/Daemon): with a
+/// bundle, the monitor of one container; without, the health-only shim.
+public struct ShimInvocation: Sendable {
+  public var id: String
+  public var runRoot: String
+  public var logLevel: String
+  public var bundle: String?
+  public var runtime: String
+  public var runtimeRoot: String?
+  public var logPath: String
+  public var logRoot: String
+  public var tty: Bool
+  public var stdin: Bool
+  public var stdinOnce: Bool
+  public var events: String?
+  public var daemonize: Bool
 
-  @Option(help: "The container's ID (64 hex characters).")
-  var id: String
-
-  @Option(help: "crisp's run_root; the shim serves on <run-root>/shims/<id>.ipc.")
-  var runRoot: String = "/run/crisp"
-
-  @Option(help: "Log level.")
-  var logLevel: String = "info"
-
-  @Option(help: "The OCI bundle: config.json, rootfs.json (mounted at the spec's root.path).")
-  var bundle: String?
-
-  @Option(help: "The OCI runtime.")
-  var runtime: String = "/usr/sbin/runc"
-
-  @Option(help: "The runtime's state directory (runc --root); default <run-root>/runc.")
-  var runtimeRoot: String?
-
-  @Option(help: "The container's CRI log file; empty: the output is dropped.")
-  var logPath: String = ""
-
-  @Option(
-    help: "A directory --log-path is below: nothing between it and the file is followed through a symlink.")
-  var logRoot: String = ""
-
-  @Flag(help: "The container has a terminal (config.json process.terminal): its output is one stream.")
-  var tty = false
-
-  @Flag(help: "Keep the container's stdin open (a pipe) for attach.")
-  var stdin = false
-
-  @Flag(help: "Close the container's stdin when the first attach ends.")
-  var stdinOnce = false
-
-  @Option(help: "frontd's event socket (PULL); default ipc://<run-root>/events.ipc; empty: no events.")
-  var events: String?
-
-  @Flag(help: "Detach: return (status 0) once the container is created and the shim serves.")
-  var daemonize = false
-
-  func validate() throws {
-    guard id.count == 64, id.allSatisfy(\.isHexDigit), id == id.lowercased() else {
-      throw ValidationError("--id must be 64 lower-case hex characters, got \"\(id)\"")
-    }
-    guard runRoot.hasPrefix("/") else { throw ValidationError("--run-root must be an absolute path") }
-    guard Logger.Level(configName: logLevel) != nil else {
-      throw ValidationError("--log-level: unknown level \"\(logLevel)\"")
-    }
-    guard let bundle else {
-      if daemonize || tty || stdin || stdinOnce || !logPath.isEmpty {
-        throw ValidationError("--daemonize, --tty, --stdin, --stdin-once and --log-path need --bundle")
-      }
-      return
-    }
-    guard bundle.hasPrefix("/") else { throw ValidationError("--bundle must be an absolute path") }
-    guard Files.exists(BundleLayout(directory: bundle).config) else {
-      throw ValidationError("--bundle: \(bundle)/config.json does not exist")
-    }
-    guard runtime.hasPrefix("/"), access(runtime, X_OK) == 0 else {
-      throw ValidationError("--runtime: \(runtime) is not an executable absolute path")
-    }
-    if let runtimeRoot, !runtimeRoot.hasPrefix("/") {
-      throw ValidationError("--runtime-root must be an absolute path")
-    }
-    guard logPath.isEmpty || logPath.hasPrefix("/") else {
-      throw ValidationError("--log-path must be an absolute path")
-    }
-    guard logRoot.isEmpty || (logRoot.hasPrefix("/") && logPath.hasPrefix(logRoot + "/")) else {
-      throw ValidationError("--log-root must be an absolute directory that --log-path is below")
-    }
-    guard !stdinOnce || stdin else { throw ValidationError("--stdin-once needs --stdin") }
+  public init(
+    id: String, runRoot: String, logLevel: String, bundle: String?, runtime: String, runtimeRoot: String?,
+    logPath: String, logRoot: String, tty: Bool, stdin: Bool, stdinOnce: Bool, events: String?, daemonize: Bool
+  ) {
+    self.id = id
+    self.runRoot = runRoot
+    self.logLevel = logLevel
+    self.bundle = bundle
+    self.runtime = runtime
+    self.runtimeRoot = runtimeRoot
+    self.logPath = logPath
+    self.logRoot = logRoot
+    self.tty = tty
+    self.stdin = stdin
+    self.stdinOnce = stdinOnce
+    self.events = events
+    self.daemonize = daemonize
   }
 
-  func run() throws {
+  /// Runs the shim to its end; answers the process's exit status.
+  public func run() throws(CrispError) -> Int32 {
     // Still one thread here: the process-wide settings below hold for every thread.
     crisp_malloc_small()
     signal(SIGPIPE, SIG_IGN)
     let level = Logger.Level(configName: logLevel) ?? .info
     guard let bundle else {
-      let code = blockOn { await runWithoutContainer(level: level) }
-      throw ExitCode(code)
+      return blockOn { await runWithoutContainer(level: level) }
     }
 
     var readyFD: Int32 = -1
     if daemonize {
       guard crisp_daemonize(&readyFD) == 0 else {
-        throw ValidationError("cannot detach: \(Files.errnoText())")
+        throw CrispError(.internal, "cannot detach: \(Files.errnoText())")
       }
     } else {
       // Descriptors inherited from the launcher stay open here (a launcher may watch
@@ -152,8 +86,7 @@ struct ShimdCommand: ParsableCommand {
       events: events ?? CrispPaths.ipcAddress(CrispPaths(root: "", runRoot: runRoot).eventsSocket),
       readyFD: readyFD, signalFD: signalFD)
     let shimLogger = logger
-    let code = blockOn { await runShim(options, logger: shimLogger) }
-    throw ExitCode(code)
+    return blockOn { await runShim(options, logger: shimLogger) }
   }
 
   /// The health-only shim of earlier versions: serves until SIGTERM or SIGINT.
