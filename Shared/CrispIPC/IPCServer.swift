@@ -15,61 +15,21 @@ public final class IPCServer: Sendable {
   private let router: IPCRouter
   private let workers: Int
   private let logger: Logger
-  private let lifecycle = Mutex(Lifecycle.idle)
-  /// `closeAndWait` callers, each by a key of its own, told once the socket is closed.
-  /// Their check takes `lifecycle`: never call in here holding it.
-  private let closeWaiters = Waiters<UInt64, Bool>()
+  private let lifecycle = Mutex(Lifecycle())
 
-  /// Only a worker touches its context; closing cancels the workers' operations, and
-  /// the socket is closed once every worker has closed its context and returned. NNG
-  /// 1.5 panics (SIGABRT, "pthread_mutex_lock: Invalid argument" in nng_ctx_send) when
-  /// a socket is closed while a context of it sends, which killed daemons replying as
-  /// SIGTERM came (or hung their exit).
-  private enum Lifecycle {
-    /// Bound; `run` not called yet.
-    case idle
-    /// The workers serve, each with its aio registered here so that `close` can cancel
-    /// what it waits on.
-    case running(aios: [ObjectIdentifier: AsyncAIO])
-    /// `close` was called while the workers served: no worker is admitted and no
-    /// operation starts any more; the socket closes as the last worker returns.
-    case closing(aios: [ObjectIdentifier: AsyncAIO])
-    /// One caller closes the socket (and removes its file); nobody else may.
-    case closingSocket
-    /// The socket and its file are gone. A worker still alive (`closeAndWait` gave up
-    /// on it) saw its operation aborted by the socket's close: its aio needs no cancel.
-    case closed
-
-    /// Whether new operations must be refused (cancelled at once).
-    var isClosing: Bool {
-      switch self {
-      case .idle, .running: false
-      case .closing, .closingSocket, .closed: true
-      }
-    }
-
-    /// Claims the socket's close for the caller; false when another has it.
-    mutating func claimSocketClose() -> Bool {
-      switch self {
-      case .closingSocket, .closed: return false
-      case .idle, .running, .closing:
-        self = .closingSocket
-        return true
-      }
-    }
-
-    /// Forgets a returning worker's aio.
-    mutating func remove(_ aio: AsyncAIO) {
-      switch self {
-      case .running(var aios):
-        aios.removeValue(forKey: ObjectIdentifier(aio))
-        self = .running(aios: aios)
-      case .closing(var aios):
-        aios.removeValue(forKey: ObjectIdentifier(aio))
-        self = .closing(aios: aios)
-      case .idle, .closingSocket, .closed: break
-      }
-    }
+  /// The workers' aios, and whether the server runs or is closing. Only a worker
+  /// touches its context; closing cancels the workers' operations, and the socket is
+  /// closed once every worker has closed its context and returned. NNG 1.5 panics
+  /// (SIGABRT, "pthread_mutex_lock: Invalid argument" in nng_ctx_send) when a socket is
+  /// closed while a context of it sends, which killed daemons replying as SIGTERM came
+  /// (or hung their exit).
+  private struct Lifecycle {
+    var aios: [ObjectIdentifier: AsyncAIO] = [:]
+    var running = false
+    var closing = false
+    var socketClosing = false
+    var socketClosed = false
+    var waiting: [CheckedContinuation<Void, Never>] = []
   }
 
   /// Binds at once, so a caller knows the socket exists when this returns.
@@ -117,8 +77,8 @@ public final class IPCServer: Sendable {
   /// socket is closed.
   public func run() async {
     let start = lifecycle.withLock { state -> Bool in
-      guard case .idle = state else { return false }
-      state = .running(aios: [:])
+      if state.closing || state.running { return false }
+      state.running = true
       return true
     }
     guard start else { return }
@@ -138,22 +98,14 @@ public final class IPCServer: Sendable {
   /// socket (with its file) is closed as the last worker returns (at once when the
   /// server does not run).
   public func close() {
-    let closeNow = lifecycle.withLock { state -> Bool in
-      switch state {
-      case .idle:
-        // Nothing serves: close the socket now.
-        return state.claimSocketClose()
-      case .running(let aios), .closing(let aios):
-        // Under the lock: a worker starts each operation under it too, so none starts
-        // unseen after this.
-        for aio in aios.values { aio.cancel() }
-        state = .closing(aios: aios)
-        return false
-      case .closingSocket, .closed:
-        return false
-      }
+    let running = lifecycle.withLock { state in
+      state.closing = true
+      // Under the lock: a worker starts each operation under it too, so none starts
+      // unseen after this.
+      for aio in state.aios.values { aio.cancel() }
+      return state.running
     }
-    if closeNow { closeClaimedSocket() }
+    if !running { closeSocket() }
   }
 
   /// `close()`, then waits until the socket is closed, `timeoutMs` at most (a worker may
@@ -161,30 +113,47 @@ public final class IPCServer: Sendable {
   @discardableResult
   public func closeAndWait(timeoutMs: Int) async -> Bool {
     close()
-    let closed = await closeWaiters.wait(
-      for: closeWaiters.makeKey(), timeout: .milliseconds(timeoutMs), orElse: false,
-      unless: {
-        lifecycle.withLock { state -> Bool? in
-          if case .closed = state { true } else { nil }
+    return await withTaskGroup(of: Bool.self) { group in
+      group.addTask {
+        await withCheckedContinuation { continuation in
+          let closed = self.lifecycle.withLock { state -> Bool in
+            if state.socketClosed { return true }
+            state.waiting.append(continuation)
+            return false
+          }
+          if closed { continuation.resume() }
         }
-      })
-    if !closed { closeSocket() }  // Late: whatever a worker still does, the caller goes.
-    return closed
+        return true
+      }
+      group.addTask {
+        try? await Task.sleep(for: .milliseconds(timeoutMs))
+        return false
+      }
+      let first = await group.next() ?? false
+      group.cancelAll()
+      if !first { closeSocket() }  // Late: whatever a worker still does, the caller goes.
+      return first
+    }
   }
 
-  private var isClosing: Bool { lifecycle.withLock { $0.isClosing } }
+  private var isClosing: Bool { lifecycle.withLock { $0.closing } }
 
-  /// Closes the socket unless another caller does or did.
   private func closeSocket() {
-    if lifecycle.withLock({ $0.claimSocketClose() }) { closeClaimedSocket() }
-  }
-
-  private func closeClaimedSocket() {
+    let claimed = lifecycle.withLock { state -> Bool in
+      if state.socketClosing { return false }
+      state.socketClosing = true
+      return true
+    }
+    guard claimed else { return }
     socket.close()
     socketFile?.remove()
     // Waiters are told only now: shimd _exits as soon as closeAndWait returns.
-    lifecycle.withLock { $0 = .closed }
-    closeWaiters.resumeAll(with: true)
+    let waiting = lifecycle.withLock { state -> [CheckedContinuation<Void, Never>] in
+      state.socketClosed = true
+      defer { state.waiting = [] }
+      return state.waiting
+    }
+    for continuation in waiting { continuation.resume() }
   }
 
   private func serveOneContext() async {
@@ -198,13 +167,12 @@ public final class IPCServer: Sendable {
       return
     }
     let admitted = lifecycle.withLock { state -> Bool in
-      guard case .running(var aios) = state else { return false }
-      aios[ObjectIdentifier(aio)] = aio
-      state = .running(aios: aios)
+      if state.closing { return false }
+      state.aios[ObjectIdentifier(aio)] = aio
       return true
     }
     defer {
-      lifecycle.withLock { $0.remove(aio) }
+      lifecycle.withLock { _ = $0.aios.removeValue(forKey: ObjectIdentifier(aio)) }
       aio.free()
       ctx.close()
     }
@@ -215,7 +183,7 @@ public final class IPCServer: Sendable {
       let received = await aio.perform(timeoutMs: nil) { raw in
         lifecycle.withLock { state in
           nng_ctx_recv(ctx.raw, raw)
-          if state.isClosing { nng_aio_cancel(raw) }
+          if state.closing { nng_aio_cancel(raw) }
         }
       }
       if received != 0 {
