@@ -54,20 +54,3 @@ public enum ProcessControl {
     CrispError(.internal, "\(call): \(Files.errnoText())")
   }
 }
-
-extension ProcessControl {
-  /// Writes all of `bytes` to `fd`, retrying short writes and EINTR; false on any
-  /// other error (EPIPE included: the reader is gone).
-  public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
-    var offset = 0
-    while offset < bytes.count {
-      let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-      if n < 0 {
-        if errno == EINTR { continue }
-        return false
-      }
-      offset += n
-    }
-    return true
-  }
-}
