@@ -249,6 +249,25 @@ import Testing
     #expect(lifecycle.network.calls.withLock { $0.tearDown } == [id])
   }
 
+  /// A row whose stored config no longer decodes must not keep frontd from starting:
+  /// the pod is listed, and can be stopped and removed.
+  @Test func aPodWhoseStoredConfigIsUnreadableIsKeptAndCanBeRemoved() async throws {
+    let lifecycle = try Lifecycle()
+    let store = try MetadataStore(path: lifecycle.config.paths.database)
+    let id = String(repeating: "d", count: 64)
+    try store.insertPod(
+      PodRecord(
+        id: id, name: "bad", namespace: "default", uid: "u", attempt: 0, state: .ready, createdAt: 1,
+        config: [0xff, 0xff, 0xff, 0x07], runtimeHandler: "runc", ips: [], netns: "", ipcns: "", utsns: ""))
+    let (sandboxes, containers) = try lifecycle.reopened()
+    #expect(sandboxes.records.get(id)?.record.name == "bad")
+    try await sandboxes.withLock(id) { () async throws(CrispError) in
+      try await sandboxes.remove(id, containers: containers)
+    }
+    #expect(try store.pod(id) == nil)
+    #expect(sandboxes.records.get(id) == nil)
+  }
+
   @Test func idPrefixesResolveWhenUniqueAndAreRefusedWhenAmbiguous() async throws {
     let lifecycle = try Lifecycle()
     var ids: [String] = []
@@ -259,7 +278,12 @@ import Testing
     // 17 IDs over 16 leading hex digits: two share their first digit.
     let firstDigits = Dictionary(grouping: ids, by: { $0.prefix(1) })
     let shared = try #require(firstDigits.first { $0.value.count > 1 })
-    #expect(throws: CrispError.self) { try lifecycle.sandboxes.resolve(String(shared.key)) }
+    #expect(
+      throws: CrispError(
+        .invalidArgument, "pod sandbox ID prefix \"\(shared.key)\" is ambiguous (\(shared.value.count) pods)")
+    ) {
+      try lifecycle.sandboxes.resolve(String(shared.key))
+    }
     #expect(try lifecycle.sandboxes.resolve("zz") == nil)
     #expect(throws: CrispError(.invalidArgument, "pod sandbox ID must not be empty")) {
       try lifecycle.sandboxes.resolve("")

@@ -26,8 +26,17 @@ final class Containers: Sendable {
   ) throws(CrispError) {
     self.store = store
     var loaded: [Container] = []
-    for record in try store.containers() { loaded.append(try Container(record: record)) }
-    records = RecordTable(kind: "container", loaded: loaded)
+    for record in try store.containers() {
+      do throws(CrispError) {
+        loaded.append(try Container(record: record))
+      } catch {
+        // As for pods: the container can still be listed, stopped and removed.
+        logger.error(
+          "container kept without its config", metadata: ["container": "\(record.id)", "error": "\(error)"])
+        loaded.append(Container(record: record, config: Runtime_V1_ContainerConfig()))
+      }
+    }
+    records = RecordTable(kind: "container", kinds: "containers", loaded: loaded)
     self.sandboxes = sandboxes
     self.images = images
     monitors = sandboxes.monitors

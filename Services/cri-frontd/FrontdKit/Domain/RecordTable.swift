@@ -13,10 +13,13 @@ protocol TableEntry: Sendable {
 /// `kind` names the records in errors ("pod sandbox", "container").
 final class RecordTable<Entry: TableEntry>: Sendable {
   private let kind: String
+  private let kinds: String
   private let entries: Mutex<[String: Entry]>
 
-  init(kind: String, loaded: [Entry]) {
+  /// `kinds`: the plural, for errors ("pods").
+  init(kind: String, kinds: String, loaded: [Entry]) {
     self.kind = kind
+    self.kinds = kinds
     entries = Mutex(Dictionary(loaded.map { ($0.id, $0) }, uniquingKeysWith: { _, last in last }))
   }
 
@@ -37,7 +40,7 @@ final class RecordTable<Entry: TableEntry>: Sendable {
       return entries.values.filter { $0.id.hasPrefix(text) }
     }
     if matches.count > 1 {
-      throw CrispError(.invalidArgument, "\(kind) ID prefix \"\(text)\" is ambiguous (\(matches.count) \(kind)s)")
+      throw CrispError(.invalidArgument, "\(kind) ID prefix \"\(text)\" is ambiguous (\(matches.count) \(kinds))")
     }
     return matches.first
   }

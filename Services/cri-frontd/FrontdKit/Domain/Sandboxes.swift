@@ -22,8 +22,17 @@ final class Sandboxes: Sendable {
   ) throws(CrispError) {
     self.store = store
     var loaded: [Sandbox] = []
-    for record in try store.pods() { loaded.append(try Sandbox(record: record)) }
-    records = RecordTable(kind: "pod sandbox", loaded: loaded)
+    for record in try store.pods() {
+      do throws(CrispError) {
+        loaded.append(try Sandbox(record: record))
+      } catch {
+        // One bad row must not keep frontd from starting: the pod can still be
+        // listed, stopped and removed.
+        logger.error("pod sandbox kept without its config", metadata: ["pod": "\(record.id)", "error": "\(error)"])
+        loaded.append(Sandbox(record: record, config: Runtime_V1_PodSandboxConfig()))
+      }
+    }
+    records = RecordTable(kind: "pod sandbox", kinds: "pods", loaded: loaded)
     self.network = network
     self.monitors = monitors
     self.launcher = launcher
@@ -162,7 +171,9 @@ final class Sandboxes: Sendable {
     try await stop(id, containers: containers)
     for container in containers.records.all(where: { $0.podID == id }) {
       try await containers.withLock(container.id) { () async throws(CrispError) in
-        try await containers.remove(container)
+        // Removed meanwhile by a RemoveContainer that held the lock.
+        guard let current = containers.records.get(container.id) else { return }
+        try await containers.remove(current)
       }
     }
     await removeInfra(sandbox.record)

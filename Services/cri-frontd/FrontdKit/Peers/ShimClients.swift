@@ -79,6 +79,8 @@ final class ShimClients: ContainerMonitors {
   /// an answer asked after a watch was opened can confirm it (a created container that
   /// was just started keeps its pid).
   func observe(_ containerID: String, _ state: ShimContainerState) {
+    // A container removed meanwhile (its shim is gone with its socket) is not kept.
+    guard FileManager.default.fileExists(atPath: paths.shimSocket(containerID: containerID)) else { return }
     known.withLock { known in
       if state.state == .exited {
         known.entries[containerID] = Known(state: state, watch: nil, watchedAt: 0, confirmed: true)
@@ -88,15 +90,16 @@ final class ShimClients: ContainerMonitors {
     }
   }
 
-  /// An exit is final. A created or running container's answer holds while its init
-  /// runs: a pidfd on the init, opened before a later answer named the same pid, so that
-  /// it is that process and not a later one given the same pid. Only frontd starts a
-  /// created container, and it tells `observe` when it did.
+  /// An exit is final. A running container's answer holds while its init runs: a pidfd
+  /// on the init, opened before a later answer named the same pid, so that it is that
+  /// process and not a later one given the same pid. A created container is asked every
+  /// time: its init keeps its pid when it starts, so no watch can tell that it did (and
+  /// a start whose answer was lost must still show).
   private func remember(_ containerID: String, _ answer: ShimContainerState, askedAt: UInt64) {
     switch answer.state {
     case .exited:
       known.withLock { $0.entries[containerID] = Known(state: answer, watch: nil, watchedAt: 0, confirmed: true) }
-    case .created where answer.pid > 0, .running where answer.pid > 0:
+    case .running where answer.pid > 0:
       let confirms = known.withLock { known -> Bool in
         guard var entry = known.entries[containerID], let watch = entry.watch, watch.pid == answer.pid,
           entry.watchedAt < askedAt, !watch.hasExited

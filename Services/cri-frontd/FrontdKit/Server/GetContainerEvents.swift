@@ -42,11 +42,12 @@ extension RuntimeService {
               let event = try received.decode(ContainerExitedEvent.self)
               guard let record = containers.records.get(event.containerID)?.record else { continue }
               // The shim knows when it started (its own start event may still be on its way).
-              let startedAt = await monitors.state(record.id)?.startedAt ?? 0
+              let answer = await monitors.state(record.id)
+              if let answer, answer.state == .exited { monitors.observe(record.id, answer) }
+              let startedAt = answer?.startedAt ?? 0
               let exit = ShimContainerState(
                 state: .exited, pid: 0, createdAt: record.createdAt, startedAt: startedAt, finishedAt: event.finishedAt,
                 exitCode: event.exitCode, oomKilled: event.oomKilled)
-              monitors.observe(record.id, exit)
               events.record(.stopped, record, at: event.finishedAt, exit: exit)
             default:
               logger.debug("unknown shim event", metadata: ["event": "\(received.name)"])
