@@ -20,6 +20,12 @@ public struct IPCRouter: Sendable {
 
   public var methods: [String] { handlers.keys.sorted() }
 
+  /// Answers `oldName` as `method` (registered before): a method renamed stays
+  /// reachable by a peer of the previous release while the daemons restart one by one.
+  public mutating func alias<M: IPCMethod>(_ oldName: String, for method: M.Type) {
+    handlers[oldName] = handlers[M.name]
+  }
+
   public mutating func register<M: IPCMethod>(
     _ method: M.Type, handler: @escaping @Sendable (M.Request) async throws -> M.Response
   ) {

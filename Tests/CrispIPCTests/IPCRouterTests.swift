@@ -41,6 +41,14 @@ import Testing
     #expect((reply["result"] as? [String: Any])?["text"] as? String == "abab")
   }
 
+  @Test func anOldNameAnswersAsTheMethodItWasRenamedTo() async throws {
+    var router = router()
+    router.alias("test.echoOld", for: Echo.self)
+    let bytes = await router.handle(Array(#"{"v":1,"method":"test.echoOld","params":{"text":"ab","count":2}}"#.utf8))
+    let reply = try #require(JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+    #expect((reply["result"] as? [String: Any])?["text"] as? String == "abab")
+  }
+
   @Test func pingNeedsNoParams() async throws {
     let reply = try await reply(#"{"v":1,"method":"ping"}"#)
     #expect((reply["result"] as? [String: Any])?["payload"] as? String == "")

@@ -57,6 +57,16 @@ struct ImageHandlers: Sendable {
       }.get()
       return Empty()
     }
+    Self.registerOldNames(in: &router)
+  }
+
+  /// The names these calls had before each peer got one prefix (2026-12): a frontd of
+  /// that release calls them until it restarts too. Drop them a release later.
+  static func registerOldNames(in router: inout IPCRouter) {
+    router.alias("snapshot.prepare", for: SnapshotPrepare.self)
+    router.alias("snapshot.release", for: SnapshotRelease.self)
+    router.alias("snapshot.reconcile", for: SnapshotReconcile.self)
+    router.alias("snapshot.usage", for: SnapshotUsage.self)
   }
 
   /// The CRI's AuthConfig as registry credentials; nil when it carries none.

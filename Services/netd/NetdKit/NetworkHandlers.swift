@@ -64,5 +64,8 @@ public struct NetworkHandlers: Sendable {
       NetUpdateRuntimeConfig.Response(podCIDRs: try podCIDRs.update(request.podCIDR))
     }
     router.register(NetPortForward.self) { request in try await forwarder.open(request) }
+    // Its name before each peer got one prefix (2026-12), for a frontd of that release
+    // until it restarts too. Drop it a release later.
+    router.alias("net.portForward", for: NetPortForward.self)
   }
 }
