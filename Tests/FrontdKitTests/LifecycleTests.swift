@@ -32,6 +32,15 @@ import Testing
     return config
   }
 
+  /// A stored pod record as a test writes it straight into the database.
+  static func podRecord(
+    id: String = "p", name: String = "web", state: PodRecord.State = .ready, config: [UInt8] = []
+  ) -> PodRecord {
+    PodRecord(
+      id: id, name: name, namespace: "default", uid: "u", attempt: 0, state: state, createdAt: 1, config: config,
+      runtimeHandler: "runc", ips: [], netns: "", ipcns: "", utsns: "")
+  }
+
   func runPod(_ lifecycle: Lifecycle, _ name: String = "web") async throws -> String {
     try await lifecycle.sandboxes.run(.init(config: Self.podConfig(name), handler: "runc", hostname: name))
   }
@@ -237,10 +246,7 @@ import Testing
     let store = try MetadataStore(path: lifecycle.config.paths.database)
     let id = String(repeating: "c", count: 64)
     try store.insertPod(
-      PodRecord(
-        id: id, name: "cut", namespace: "default", uid: "u", attempt: 0, state: .creating, createdAt: 1,
-        config: try Self.podConfig("cut").encoded(), runtimeHandler: "runc", ips: [], netns: "", ipcns: "",
-        utsns: ""))
+      Self.podRecord(id: id, name: "cut", state: .creating, config: try Self.podConfig("cut").encoded()))
     let (sandboxes, _) = try lifecycle.reopened()
     #expect(sandboxes.records.get(id)?.record.state == .creating)
     await sandboxes.recover()
@@ -255,10 +261,7 @@ import Testing
     let lifecycle = try Lifecycle()
     let store = try MetadataStore(path: lifecycle.config.paths.database)
     let id = String(repeating: "d", count: 64)
-    try store.insertPod(
-      PodRecord(
-        id: id, name: "bad", namespace: "default", uid: "u", attempt: 0, state: .ready, createdAt: 1,
-        config: [0xff, 0xff, 0xff, 0x07], runtimeHandler: "runc", ips: [], netns: "", ipcns: "", utsns: ""))
+    try store.insertPod(Self.podRecord(id: id, name: "bad", config: [0xff, 0xff, 0xff, 0x07]))
     let (sandboxes, containers) = try lifecycle.reopened()
     #expect(sandboxes.records.get(id)?.record.name == "bad")
     try await sandboxes.withLock(id) { () async throws(CrispError) in
@@ -301,10 +304,7 @@ import Testing
     pod.logDirectory = directory
     var config = Self.containerConfig()
     config.logPath = path
-    let sandbox = Sandbox(
-      record: PodRecord(
-        id: "p", name: "web", namespace: "default", uid: "u", attempt: 0, state: .ready, createdAt: 0, config: [],
-        runtimeHandler: "runc", ips: [], netns: "", ipcns: "", utsns: ""), config: pod)
+    let sandbox = Sandbox(record: Self.podRecord(), config: pod)
     let error = #expect(throws: CrispError.self) {
       try Containers.logPath(sandbox, config, containerID: "c", defaultLogDir: "/var/log/crisp")
     }
@@ -320,10 +320,7 @@ import Testing
     pod.logDirectory = directory
     var config = Self.containerConfig()
     config.logPath = "c/passwd"
-    let sandbox = Sandbox(
-      record: PodRecord(
-        id: "p", name: "web", namespace: "default", uid: "u", attempt: 0, state: .ready, createdAt: 0, config: [],
-        runtimeHandler: "runc", ips: [], netns: "", ipcns: "", utsns: ""), config: pod)
+    let sandbox = Sandbox(record: Self.podRecord(), config: pod)
     #expect(throws: CrispError(.invalidArgument, "log_path \"c/passwd\": \(directory)/c is a symlink")) {
       try Containers.logPath(sandbox, config, containerID: "c", defaultLogDir: "/var/log/crisp")
     }

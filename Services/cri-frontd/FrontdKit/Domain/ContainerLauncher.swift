@@ -55,7 +55,7 @@ final class ContainerLauncher: Sendable {
       podID: pod.id, networkNamespacePath: pod.netns, ipcNamespacePath: pod.ipcns, utsNamespacePath: pod.utsns,
       resolvConfPath: directory + "/resolv.conf", hostnamePath: directory + "/hostname",
       hostsPath: directory + "/hosts", shmPath: sandbox.hostIPC ? "/dev/shm" : paths.podSharedMemory(pod.id),
-      hostname: readWholeFileOrEmpty(directory + "/hostname").trimmingCharacters(in: .whitespacesAndNewlines),
+      hostname: (Files.text(directory + "/hostname") ?? "").trimmingCharacters(in: .whitespacesAndNewlines),
       cgroupParent: sandbox.config.linux.cgroupParent)
   }
 
@@ -65,7 +65,7 @@ final class ContainerLauncher: Sendable {
   func specOptions(handler: String = "") throws(CrispError) -> SpecOptions {
     let profile = try ContainerSeccompProfile.load(path: config.frontd.seccompProfile)
     let ownOOM =
-      Int(readWholeFileOrEmpty("/proc/self/oom_score_adj").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+      Int((Files.text("/proc/self/oom_score_adj") ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
     return SpecOptions(
       cgroupDriver: config.frontd.cgroupDriver == .systemd ? .systemd : .cgroupfs,
       cgroup: CgroupFeatures.detect(),

@@ -28,7 +28,7 @@ enum PodFiles {
   /// The pod's DNS settings, or the node's resolv.conf when kubelet gives none.
   static func resolvConf(_ config: Runtime_V1_PodSandboxConfig) throws(CrispError) -> String {
     guard config.hasDnsConfig, !config.dnsConfig.servers.isEmpty || !config.dnsConfig.searches.isEmpty else {
-      return readWholeFileOrEmpty("/etc/resolv.conf")
+      return (Files.text("/etc/resolv.conf") ?? "")
     }
     let dns = config.dnsConfig
     for value in dns.servers + dns.searches + dns.options where value.contains(where: { $0.isNewline || $0 == " " }) {
@@ -42,7 +42,7 @@ enum PodFiles {
   }
 
   static func hosts(hostname: String, ips: [String], hostNetwork: Bool) -> String {
-    if hostNetwork { return readWholeFileOrEmpty("/etc/hosts") }
+    if hostNetwork { return (Files.text("/etc/hosts") ?? "") }
     var text = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
     for ip in ips { text += "\(ip)\t\(hostname)\n" }
     return text

@@ -1,6 +1,5 @@
 import CRIAPI
 import CrispCore
-import Foundation
 
 /// A pod as frontd holds it in memory: its record, and the CRI config it was created
 /// with, decoded once.
@@ -83,10 +82,4 @@ func newRuntimeID() -> String {
     let hex = String(generator.next() as UInt64, radix: 16)
     return String(repeating: "0", count: 16 - hex.count) + hex
   }.joined()
-}
-
-func readWholeFileOrEmpty(_ path: String) -> String {
-  guard let handle = FileHandle(forReadingAtPath: path) else { return "" }
-  defer { try? handle.close() }
-  return String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
 }

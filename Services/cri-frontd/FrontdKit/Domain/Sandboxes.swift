@@ -186,7 +186,7 @@ final class Sandboxes: Sendable {
   /// After a reboot nothing of the pods' runtime state is left: every pod is shown not
   /// ready (and can be stopped and removed); a RunPodSandbox cut off by a crash is undone.
   func recover() async {
-    let bootID = readWholeFileOrEmpty("/proc/sys/kernel/random/boot_id").trimmingCharacters(in: .whitespacesAndNewlines)
+    let bootID = (Files.text("/proc/sys/kernel/random/boot_id") ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
     let previous = (try? store.value("boot_id")) ?? nil
     let rebooted = previous != nil && previous != bootID
     try? store.setValue(bootID, for: "boot_id")

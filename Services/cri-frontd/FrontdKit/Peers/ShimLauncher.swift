@@ -104,7 +104,7 @@ struct LauncherShims: ShimLauncher {
 
   func grantableCapabilities() -> [String]? {
     // Containers get what the launcher (which starts shimd and runc) holds, not frontd.
-    let permitted = readWholeFileOrEmpty("/proc/\(launcher.pid)/status").split(separator: "\n")
+    let permitted = (Files.text("/proc/\(launcher.pid)/status") ?? "").split(separator: "\n")
       .first { $0.hasPrefix("CapPrm:") }.flatMap {
         UInt64($0.dropFirst(7).trimmingCharacters(in: .whitespaces), radix: 16)
       }

@@ -68,7 +68,7 @@ extension RuntimeService {
   static func processUser(_ pid: Int32) -> Runtime_V1_LinuxContainerUser? {
     var user = Runtime_V1_LinuxContainerUser()
     var found = 0
-    for line in readWholeFileOrEmpty("/proc/\(pid)/status").split(separator: "\n") {
+    for line in (Files.text("/proc/\(pid)/status") ?? "").split(separator: "\n") {
       let fields = line.split(whereSeparator: { $0 == "\t" || $0 == " " })
       guard let key = fields.first else { continue }
       switch key {
